@@ -1,0 +1,42 @@
+"""Every Redis key, queue and function name relayq uses, in one place.
+
+Keys of one job share the hash tag ``{<job_id>}`` so that they live in one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+KEY_PREFIX = "relayq"
+
+CHAT_QUEUE = "relayq:queue:chat"
+COMPUTER_QUEUE = "relayq:queue:computer"
+QUEUES = {"chat": CHAT_QUEUE, "computer": COMPUTER_QUEUE}
+
+CHAT_FUNCTION = "chat"
+COMPUTER_FUNCTION = "computer_use"
+
+EVENT_FIELD = "event"
+JOBS_INDEX = "relayq:jobs"
+
+
+def events_key(job_id: str) -> str:
+    return f"relayq:{{{job_id}}}:events"
+
+
+def job_key(job_id: str) -> str:
+    return f"relayq:{{{job_id}}}:job"
+
+
+def cancel_key(job_id: str) -> str:
+    return f"relayq:{{{job_id}}}:cancel"
+
+
+def state_key(job_id: str) -> str:
+    return f"relayq:{{{job_id}}}:state"
+
+
+def blob_key(job_id: str, n: int) -> str:
+    return f"relayq:{{{job_id}}}:blob:{n}"
+
+
+def cancel_channel(job_id: str) -> str:
+    return f"relayq:{{{job_id}}}:cancel-signal"
