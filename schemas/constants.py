@@ -16,6 +16,7 @@ COMPUTER_FUNCTION = "computer_use"
 
 EVENT_FIELD = "event"
 JOBS_INDEX = "relayq:jobs"
+CANCEL_CHANNEL = "relayq:cancel"
 
 
 def events_key(job_id: str) -> str:
@@ -30,13 +31,10 @@ def cancel_key(job_id: str) -> str:
     return f"relayq:{{{job_id}}}:cancel"
 
 
-def state_key(job_id: str) -> str:
-    return f"relayq:{{{job_id}}}:state"
-
-
 def blob_key(job_id: str, n: int) -> str:
     return f"relayq:{{{job_id}}}:blob:{n}"
 
 
-def cancel_channel(job_id: str) -> str:
-    return f"relayq:{{{job_id}}}:cancel-signal"
+def wake_channel(queue: str) -> str:
+    """Published to by the enqueue script so that idle workers start the job at once."""
+    return f"{queue}:wake"

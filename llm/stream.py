@@ -1,0 +1,361 @@
+"""LLMStream: one streamed Messages request, turned into LiveKit ChatChunks.
+
+`StreamAccumulator` is the pure part: SDK stream events in, ChatChunks out, no I/O.
+`LLMStream._run` makes one attempt: a fresh request from the factory, a fresh
+accumulator, and SDK failures translated where they enter (see `llm.errors`).
+
+What each event becomes:
+
+=========================================  ===============================================
+event                                      ChatChunk (id = the message id)
+=========================================  ===============================================
+text_delta                                 delta(role="assistant", content=text); with
+                                           tools, `<thinking>...</thinking>` is removed
+tool_use block, at content_block_stop      delta(tool_calls=[FunctionToolCall(name, call_id,
+                                           arguments=the raw JSON text, even if invalid)])
+thinking_delta                             delta(extra={"thinking": text}), content None
+thinking block, at content_block_stop      delta(extra={"thinking_block": {"type": "thinking",
+                                           "thinking": full text, "signature": sig}})
+redacted_thinking block, at its stop       delta(extra={"thinking_block":
+                                           {"type": "redacted_thinking", "data": ...}})
+message_stop                               usage=CompletionUsage (prompt = input + cache
+                                           creation + cache read)
+message_start, message_delta               nothing; they feed the ids, usage, stop_reason
+ping, citations_delta, server tool blocks  nothing
+and event types this code does not know
+=========================================  ===============================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+import anthropic
+from anthropic.types import RawMessageStreamEvent
+from anthropic.types.beta import BetaRawMessageStreamEvent
+from livekit.agents import APIConnectionError, llm
+from livekit.agents.llm import ChatChunk, ChoiceDelta, CompletionUsage, FunctionToolCall, Tool
+from livekit.agents.types import APIConnectOptions
+
+from .errors import translate_error
+
+if TYPE_CHECKING:
+    from .llm import LLM
+
+__all__ = ["LLMStream", "StreamAccumulator", "StreamEvent", "StreamFactory", "ThinkingTagFilter"]
+
+StreamEvent: TypeAlias = RawMessageStreamEvent | BetaRawMessageStreamEvent
+StreamFactory: TypeAlias = Callable[
+    [],
+    Awaitable[
+        anthropic.AsyncStream[RawMessageStreamEvent]
+        | anthropic.AsyncStream[BetaRawMessageStreamEvent]
+    ],
+]
+"""Starts one streaming request and returns its stream: called once per attempt."""
+
+_OPEN_TAG = "<thinking>"
+_CLOSE_TAG = "</thinking>"
+
+
+class ThinkingTagFilter:
+    """Removes `<thinking>...</thinking>` spans from text that arrives in pieces.
+
+    Older Claude models write their chain of thought inline when tools are offered.
+    A tag may be split across deltas, so a tail that could start a tag is held back
+    until the next piece (or `flush`) shows what it is.
+    """
+
+    def __init__(self) -> None:
+        self._inside = False
+        self._held = ""
+        self._after_close = False
+
+    def feed(self, text: str) -> str:
+        buf, self._held = self._held + text, ""
+        out: list[str] = []
+        while buf:
+            if self._inside:
+                end = buf.find(_CLOSE_TAG)
+                if end < 0:
+                    self._held = buf[len(buf) - _partial_tag_len(buf, _CLOSE_TAG) :]
+                    break
+                buf = buf[end + len(_CLOSE_TAG) :]
+                self._inside, self._after_close = False, True
+                continue
+            if self._after_close:
+                buf = buf.lstrip()
+                if not buf:
+                    break
+                self._after_close = False
+            start = buf.find(_OPEN_TAG)
+            if start < 0:
+                keep = _partial_tag_len(buf, _OPEN_TAG)
+                out.append(buf[: len(buf) - keep])
+                self._held = buf[len(buf) - keep :]
+                break
+            out.append(buf[:start])
+            buf = buf[start + len(_OPEN_TAG) :]
+            self._inside = True
+        return "".join(out)
+
+    def flush(self) -> str:
+        """The held-back text at the end of a text block (an unclosed span is dropped)."""
+        text = "" if self._inside else self._held
+        self._inside, self._held, self._after_close = False, "", False
+        return text
+
+
+def _partial_tag_len(text: str, tag: str) -> int:
+    """Length of the longest proper prefix of `tag` that `text` ends with."""
+    for n in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:n]):
+            return n
+    return 0
+
+
+@dataclass
+class _Block:
+    kind: Literal["text", "tool_use", "thinking", "redacted_thinking", "other"]
+    call_id: str = ""
+    name: str = ""
+    initial_input: object = None
+    parts: list[str] = field(default_factory=list)
+    signature: str = ""
+    data: str = ""
+
+
+class StreamAccumulator:
+    """State of one attempt's stream: feed it events in order, in a fresh instance per attempt.
+
+    `strip_thinking_tags` removes inline `<thinking>` spans from text (set it when tools
+    were offered, as the LiveKit plugin does).
+    """
+
+    def __init__(self, *, strip_thinking_tags: bool = False) -> None:
+        self._filter = ThinkingTagFilter() if strip_thinking_tags else None
+        self._blocks: dict[int, _Block] = {}
+        self.message_id = ""
+        self.stop_reason: str | None = None
+        self.completed = False
+        self.produced_output = False
+        self.thinking_blocks: list[dict[str, Any]] = []
+        self._input_tokens = 0
+        self._output_tokens = 0
+        self._cache_creation_tokens = 0
+        self._cache_read_tokens = 0
+        self._reasoning_tokens = 0
+
+    @property
+    def usage(self) -> CompletionUsage:
+        prompt = self._input_tokens + self._cache_creation_tokens + self._cache_read_tokens
+        return CompletionUsage(
+            completion_tokens=self._output_tokens,
+            prompt_tokens=prompt,
+            prompt_cached_tokens=self._cache_read_tokens,
+            cache_creation_tokens=self._cache_creation_tokens,
+            cache_read_tokens=self._cache_read_tokens,
+            reasoning_tokens=self._reasoning_tokens,
+            total_tokens=prompt + self._output_tokens,
+        )
+
+    def feed(self, event: StreamEvent) -> list[ChatChunk]:
+        match event.type:
+            case "message_start":
+                self.message_id = event.message.id
+                usage = event.message.usage
+                self._input_tokens = usage.input_tokens or 0
+                self._output_tokens = usage.output_tokens or 0
+                self._cache_creation_tokens = usage.cache_creation_input_tokens or 0
+                self._cache_read_tokens = usage.cache_read_input_tokens or 0
+            case "content_block_start":
+                return self._start_block(event.index, event.content_block)
+            case "content_block_delta":
+                return self._apply_delta(event.index, event.delta)
+            case "content_block_stop":
+                return self._stop_block(event.index)
+            case "message_delta":
+                self.stop_reason = event.delta.stop_reason or self.stop_reason
+                self._update_usage(event.usage)
+            case "message_stop":
+                self.completed = True
+                return [ChatChunk(id=self.message_id, usage=self.usage)]
+            case _:
+                pass
+        return []
+
+    def _start_block(self, index: int, block: Any) -> list[ChatChunk]:
+        match block.type:
+            case "text":
+                self._blocks[index] = _Block("text")
+                return self._text(getattr(block, "text", "") or "")
+            case "tool_use":
+                self._blocks[index] = _Block(
+                    "tool_use", call_id=block.id, name=block.name, initial_input=block.input
+                )
+            case "thinking":
+                self._blocks[index] = _Block(
+                    "thinking", signature=getattr(block, "signature", "") or ""
+                )
+                return self._thinking(getattr(block, "thinking", "") or "", index)
+            case "redacted_thinking":
+                self._blocks[index] = _Block("redacted_thinking", data=block.data)
+            case _:
+                self._blocks[index] = _Block("other")
+        return []
+
+    def _apply_delta(self, index: int, delta: Any) -> list[ChatChunk]:
+        block = self._blocks.get(index)
+        if block is None:
+            return []
+        match delta.type:
+            case "text_delta" if block.kind == "text":
+                return self._text(delta.text)
+            case "input_json_delta" if block.kind == "tool_use":
+                block.parts.append(delta.partial_json)
+            case "thinking_delta" if block.kind == "thinking":
+                return self._thinking(delta.thinking, index)
+            case "signature_delta" if block.kind == "thinking":
+                block.signature = delta.signature
+            case _:
+                pass
+        return []
+
+    def _stop_block(self, index: int) -> list[ChatChunk]:
+        block = self._blocks.pop(index, None)
+        if block is None:
+            return []
+        match block.kind:
+            case "text":
+                return self._text(self._filter.flush()) if self._filter else []
+            case "tool_use":
+                self.produced_output = True
+                call = FunctionToolCall(
+                    name=block.name, call_id=block.call_id, arguments=_arguments(block)
+                )
+                return [self._chunk(ChoiceDelta(role="assistant", tool_calls=[call]))]
+            case "thinking":
+                thinking = {
+                    "type": "thinking",
+                    "thinking": "".join(block.parts),
+                    "signature": block.signature,
+                }
+                return [self._thinking_block(thinking)]
+            case "redacted_thinking":
+                return [self._thinking_block({"type": "redacted_thinking", "data": block.data})]
+            case _:
+                return []
+
+    def _text(self, text: str) -> list[ChatChunk]:
+        if self._filter is not None:
+            text = self._filter.feed(text)
+        if not text:
+            return []
+        self.produced_output = True
+        return [self._chunk(ChoiceDelta(role="assistant", content=text))]
+
+    def _thinking(self, text: str, index: int) -> list[ChatChunk]:
+        if not text:
+            return []
+        self._blocks[index].parts.append(text)
+        return [self._chunk(ChoiceDelta(role="assistant", extra={"thinking": text}))]
+
+    def _thinking_block(self, block: dict[str, Any]) -> ChatChunk:
+        self.thinking_blocks.append(block)
+        return self._chunk(ChoiceDelta(role="assistant", extra={"thinking_block": block}))
+
+    def _update_usage(self, usage: Any) -> None:
+        self._output_tokens = usage.output_tokens
+        if usage.input_tokens is not None:
+            self._input_tokens = usage.input_tokens
+        if usage.cache_creation_input_tokens is not None:
+            self._cache_creation_tokens = usage.cache_creation_input_tokens
+        if usage.cache_read_input_tokens is not None:
+            self._cache_read_tokens = usage.cache_read_input_tokens
+        details = getattr(usage, "output_tokens_details", None)
+        if details is not None:
+            self._reasoning_tokens = getattr(details, "thinking_tokens", 0) or 0
+
+    def _chunk(self, delta: ChoiceDelta) -> ChatChunk:
+        return ChatChunk(id=self.message_id, delta=delta)
+
+
+def _arguments(block: _Block) -> str:
+    return "".join(block.parts) or json.dumps(block.initial_input or {})
+
+
+class LLMStream(llm.LLMStream):
+    """A streamed chat completion; iterate it for ChatChunks.
+
+    `anthropic_stream` is a zero-argument callable that sends the request and returns
+    the SDK's `AsyncStream`, e.g. `lambda: client.messages.create(..., stream=True)`.
+    It is called once per attempt, so a retry sends a fresh request (the LiveKit plugin
+    took one awaitable and could not retry it).
+
+    After iteration, `stop_reason`, `request_id`, `message_id` and `thinking_blocks`
+    describe the last attempt.
+    """
+
+    def __init__(
+        self,
+        llm: LLM,
+        *,
+        anthropic_stream: StreamFactory,
+        chat_ctx: llm.ChatContext,
+        tools: list[Tool],
+        conn_options: APIConnectOptions,
+    ) -> None:
+        if not callable(anthropic_stream):
+            raise TypeError(
+                "anthropic_stream must be a zero-argument callable returning the request's "
+                "awaitable, so that every attempt sends a fresh request"
+            )
+        super().__init__(llm, chat_ctx=chat_ctx, tools=tools, conn_options=conn_options)
+        self._stream_factory = anthropic_stream
+        # A retry after delivered output would deliver it twice.
+        self._retry_on_chunk_sent = False
+        self._accumulator = StreamAccumulator()
+        self._request_id: str | None = None
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the model stopped ("end_turn", "tool_use", "max_tokens", ...), once known."""
+        return self._accumulator.stop_reason
+
+    @property
+    def request_id(self) -> str | None:
+        """The `request-id` response header of the last attempt."""
+        return self._request_id
+
+    @property
+    def message_id(self) -> str:
+        """The id of the message being streamed (the id of every ChatChunk)."""
+        return self._accumulator.message_id
+
+    @property
+    def thinking_blocks(self) -> list[dict[str, Any]]:
+        """The completed thinking blocks, as they must be sent back in the next turn."""
+        return list(self._accumulator.thinking_blocks)
+
+    async def _run(self) -> None:
+        accumulator = self._accumulator = StreamAccumulator(strip_thinking_tags=bool(self._tools))
+        self._request_id = None
+        try:
+            stream = await self._stream_factory()
+            self._request_id = stream.response.headers.get("request-id")
+            async with stream:
+                async for event in stream:
+                    for chunk in accumulator.feed(event):
+                        self._event_ch.send_nowait(chunk)
+        except Exception as e:
+            translated = translate_error(e, output_sent=accumulator.produced_output)
+            if translated is None:
+                raise
+            raise translated from e
+        if not accumulator.completed:
+            raise APIConnectionError(
+                "stream ended before message_stop", retryable=not accumulator.produced_output
+            )

@@ -1,0 +1,3 @@
+from relayq.cli import main
+
+main()

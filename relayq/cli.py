@@ -1,0 +1,211 @@
+"""The `relayq` command line: worker, submit, watch, cancel, simulator, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from relayq.client import Client, JobNotFound
+from relayq.embedded_redis import shared_redis_url, stop_shared_redis
+from relayq.watch import watch_json, watch_live
+from schemas.jobs import ChatJob, parse_job
+from schemas.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, Settings().log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code = args.handler(args)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relayq", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    worker = commands.add_parser("worker", help="run jobs from the queues")
+    worker.add_argument("--queues", default="chat", help="comma-separated: chat,computer")
+    worker.add_argument("--max-jobs", type=int, default=None, help="concurrent jobs")
+    worker.add_argument("--burst", action="store_true", help="stop when the queues are empty")
+    worker.add_argument("--poll-delay", type=float, default=0.5, help="fallback poll, seconds")
+    worker.set_defaults(handler=_worker)
+
+    submit = commands.add_parser("submit", help="enqueue a job and print its id")
+    kinds = submit.add_subparsers(dest="kind", required=True)
+    chat = kinds.add_parser("chat", help="a chat generation job")
+    source = chat.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="the user message")
+    source.add_argument("--job-file", type=Path, help="a ChatJob as JSON ('-' for stdin)")
+    chat.add_argument("--system", help="system prompt (with --prompt)")
+    chat.add_argument("--model")
+    chat.add_argument("--max-tokens", type=int)
+    chat.add_argument("--id", help="job id (default: generated); resubmitting is a no-op")
+    chat.set_defaults(handler=_submit_chat)
+
+    watch = commands.add_parser("watch", help="follow a job's events until it ends")
+    watch.add_argument("job_id")
+    watch.add_argument("--after", default="0", help="resume after this stream id")
+    watch.add_argument("--json", action="store_true", help="one JSON event per line")
+    watch.set_defaults(handler=_watch)
+
+    cancel = commands.add_parser("cancel", help="cancel a queued or running job")
+    cancel.add_argument("job_id")
+    cancel.set_defaults(handler=_cancel)
+
+    simulator = commands.add_parser("simulator", help="run the Anthropic API simulator")
+    simulator.add_argument("--host", default="127.0.0.1")
+    simulator.add_argument("--port", type=int, default=8765)
+    simulator.add_argument("--api-key")
+    simulator.add_argument("--tokens-per-second", type=float, default=0.0)
+    simulator.add_argument("--fault-rate", type=float, default=0.0)
+    simulator.add_argument("--seed", type=int, default=0)
+    simulator.set_defaults(handler=_simulator)
+
+    demo = commands.add_parser("demo", help="run everything locally and stream one job")
+    demo.add_argument("--prompt", default="Explain in three sentences what relayq does.")
+    demo.set_defaults(handler=_demo)
+
+    redis_stop = commands.add_parser("redis-stop", help="stop the embedded Redis")
+    redis_stop.set_defaults(handler=_redis_stop)
+    return parser
+
+
+def redis_url(settings: Settings) -> str:
+    if settings.redis_url:
+        return settings.redis_url
+    url, started = shared_redis_url(settings.data_dir)
+    verb = "started" if started else "using"
+    print(
+        f"relayq: RELAYQ_REDIS_URL is not set; {verb} the embedded Redis at {url} "
+        f"(data in {settings.data_dir.resolve()}, stop it with `relayq redis-stop`)",
+        file=sys.stderr,
+    )
+    return url
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from workers.worker import run_workers
+
+    settings = Settings()
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    asyncio.run(
+        run_workers(
+            queues,
+            settings,
+            redis_url=redis_url(settings),
+            burst=args.burst,
+            max_jobs=args.max_jobs,
+            poll_delay=args.poll_delay,
+            on_ready=lambda: print(f"relayq worker ready: queues {','.join(queues)}", flush=True),
+        )
+    )
+    return 0
+
+
+def _submit_chat(args: argparse.Namespace) -> int:
+    if args.job_file is not None:
+        raw = sys.stdin.read() if str(args.job_file) == "-" else args.job_file.read_text()
+        try:
+            job = parse_job(raw)
+        except ValueError as e:
+            print(f"relayq: invalid job file: {e}", file=sys.stderr)
+            return 2
+        overrides = {
+            k: v
+            for k, v in {"id": args.id, "model": args.model, "max_tokens": args.max_tokens}.items()
+            if v is not None
+        }
+        if overrides:
+            job = job.model_validate({**json.loads(job.model_dump_json()), **overrides})
+    else:
+        fields = {
+            "prompt": args.prompt,
+            "system": args.system,
+            "model": args.model,
+            "max_tokens": args.max_tokens,
+            "id": args.id,
+        }
+        try:
+            job = ChatJob.model_validate({k: v for k, v in fields.items() if v is not None})
+        except ValueError as e:
+            print(f"relayq: invalid job: {e}", file=sys.stderr)
+            return 2
+    return asyncio.run(_submit(job))
+
+
+async def _submit(job: ChatJob | object) -> int:
+    settings = Settings()
+    async with Client(redis_url(settings), settings=settings) as client:
+        assert isinstance(job, ChatJob)
+        submitted = await client.submit(job)
+    if not submitted.created:
+        print(f"relayq: job {submitted.id} already exists ({submitted.status})", file=sys.stderr)
+    print(submitted.id)
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    async def run() -> int:
+        settings = Settings()
+        async with Client(redis_url(settings), settings=settings) as client:
+            try:
+                if args.json:
+                    return await watch_json(client, args.job_id, args.after)
+                return await watch_live(client, args.job_id, args.after, Console())
+            except JobNotFound:
+                print(f"relayq: no job {args.job_id}", file=sys.stderr)
+                return 2
+
+    return asyncio.run(run())
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    async def run() -> int:
+        settings = Settings()
+        async with Client(redis_url(settings), settings=settings) as client:
+            outcome = await client.cancel(args.job_id)
+        print(f"{args.job_id}: {outcome}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    from relayq import simulator
+
+    argv = ["--host", args.host, "--port", str(args.port)]
+    argv += ["--tokens-per-second", str(args.tokens_per_second)]
+    argv += ["--fault-rate", str(args.fault_rate), "--seed", str(args.seed)]
+    if args.api_key:
+        argv += ["--api-key", args.api_key]
+    simulator.main(argv)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from relayq.demo import run_demo
+
+    return run_demo(prompt=args.prompt)
+
+
+def _redis_stop(args: argparse.Namespace) -> int:
+    stopped = stop_shared_redis(Settings().data_dir)
+    print("embedded Redis stopped" if stopped else "no embedded Redis was running")
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""The Python client: submit jobs, read their event streams, cancel them.
+
+    async with relayq.Client("redis://localhost:6379") as client:
+        job = await client.submit(ChatJob(prompt="Hello"))
+        async for entry in client.events(job.id):
+            print(entry.id, entry.event)
+
+`events()` reads the job's stream from any stream id (`after="0"`: from the start) and ends
+after the terminal event, so a subscriber that lost its connection resumes from the last id it
+saw with no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal, Self
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from schemas.constants import (
+    CANCEL_CHANNEL,
+    EVENT_FIELD,
+    JOBS_INDEX,
+    QUEUES,
+    cancel_key,
+    events_key,
+    job_key,
+)
+from schemas.events import Event, TokenUsage, is_terminal, parse_event
+from schemas.jobs import ChatJob, _JobBase
+from schemas.settings import Settings
+from workers.scripts import Scripts
+
+ARQ_JOB_TTL_MS = 24 * 3600 * 1000
+_FUNCTIONS = {"chat": "chat", "computer_use": "computer_use"}
+_QUEUE_OF_KIND = {"chat": "chat", "computer_use": "computer"}
+
+CancelOutcome = Literal["unknown", "finished", "cancelled", "signalled"]
+
+
+class JobNotFound(LookupError):
+    """No job with this id exists (never submitted, or its keys expired)."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    id: str
+    created: bool
+    status: str
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    id: str
+    event: Event
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    id: str
+    kind: str
+    model: str
+    status: str
+    attempt: int
+    created_ms: int
+    started_ms: int | None
+    finished_ms: int | None
+    usage: TokenUsage | None
+    tenant: str
+
+
+class Client:
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        redis: Redis | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self._settings = settings or Settings()
+        url = redis_url or self._settings.redis_url
+        if redis is None and url is None:
+            raise ValueError("give a redis_url (or set RELAYQ_REDIS_URL)")
+        self._owns_redis = redis is None
+        self._redis: Redis = redis if redis is not None else Redis.from_url(str(url))
+        self._scripts = Scripts(self._redis)
+
+    @property
+    def redis(self) -> Redis:
+        return self._redis
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_redis:
+            await self._redis.aclose()
+
+    async def submit(self, job: _JobBase, *, tenant: str = "") -> Submitted:
+        """Enqueues `job` unless a job with its id exists; then returns the existing one."""
+        kind = str(getattr(job, "kind", "chat"))
+        queue = QUEUES[_QUEUE_OF_KIND[kind]]
+        created, status = await self._scripts.call(
+            "enqueue",
+            [job_key(job.id), events_key(job.id), f"arq:job:{job.id}", queue, JOBS_INDEX],
+            [
+                job.id,
+                job.model_dump_json(exclude_defaults=False),
+                kind,
+                _FUNCTIONS[kind],
+                job.model,
+                self._settings.stream_maxlen,
+                ARQ_JOB_TTL_MS,
+                tenant,
+            ],
+        )
+        return Submitted(id=job.id, created=bool(created), status=status.decode())
+
+    async def events(
+        self, job_id: str, after: str = "0", *, block_ms: int = 5000
+    ) -> AsyncIterator[StreamEntry]:
+        """Yields the job's events after stream id `after`, ending after the terminal event.
+
+        Raises JobNotFound if the job does not exist. Survives Redis connection drops by
+        resuming from the last id it yielded.
+        """
+        key = events_key(job_id)
+        if not await self._redis.exists(key, job_key(job_id)):
+            raise JobNotFound(job_id)
+        last = after
+        failures = 0
+        while True:
+            try:
+                reply = await self._redis.xread({key: last}, count=500, block=block_ms)
+                failures = 0
+            except (RedisConnectionError, RedisTimeoutError):
+                failures += 1
+                if failures > 20:
+                    raise
+                await asyncio.sleep(min(0.05 * 2**failures, 2.0))
+                continue
+            if not reply:
+                if not await self._redis.exists(key, job_key(job_id)):
+                    return
+                continue
+            for stream_id, fields in reply[0][1]:
+                last = stream_id.decode()
+                event = parse_event(fields[EVENT_FIELD.encode()])
+                yield StreamEntry(id=last, event=event)
+                if is_terminal(event):
+                    return
+
+    async def cancel(self, job_id: str, reason: str = "cancelled by a client") -> CancelOutcome:
+        """Cancels a queued or running job. Unknown or finished jobs: a no-op."""
+        raw = await self._redis.hget(job_key(job_id), "queue")
+        queue = raw.decode() if raw else QUEUES["chat"]
+        outcome: bytes = await self._scripts.call(
+            "cancel",
+            [
+                job_key(job_id),
+                events_key(job_id),
+                cancel_key(job_id),
+                f"arq:job:{job_id}",
+                queue,
+                CANCEL_CHANNEL,
+            ],
+            [job_id, reason, self._settings.stream_maxlen, self._settings.stream_ttl_s],
+        )
+        return outcome.decode()  # type: ignore[return-value]
+
+    async def status(self, job_id: str) -> JobStatus:
+        fields = await self._redis.hgetall(job_key(job_id))
+        if not fields:
+            raise JobNotFound(job_id)
+        return _job_status(job_id, {k.decode(): v.decode() for k, v in fields.items()})
+
+    async def recent(self, *, limit: int = 50, before_ms: int | None = None) -> list[JobStatus]:
+        """Most recent jobs first; page with `before_ms` = the last one's created_ms."""
+        top = f"({before_ms}" if before_ms is not None else "+inf"
+        ids = await self._redis.zrevrangebyscore(JOBS_INDEX, top, "-inf", start=0, num=limit)
+        statuses: list[JobStatus] = []
+        for raw in ids:
+            with contextlib.suppress(JobNotFound):
+                statuses.append(await self.status(raw.decode()))
+        return statuses
+
+    async def submit_chat(self, prompt: str, **fields: object) -> Submitted:
+        return await self.submit(ChatJob.model_validate({"prompt": prompt, **fields}))
+
+
+def _job_status(job_id: str, f: dict[str, str]) -> JobStatus:
+    def opt_int(name: str) -> int | None:
+        return int(f[name]) if f.get(name) else None
+
+    return JobStatus(
+        id=job_id,
+        kind=f.get("kind", ""),
+        model=f.get("model", ""),
+        status=f.get("status", "unknown"),
+        attempt=int(f.get("attempt", "0")),
+        created_ms=int(f.get("created_ms", "0")),
+        started_ms=opt_int("started_ms"),
+        finished_ms=opt_int("finished_ms"),
+        usage=TokenUsage.model_validate_json(f["usage"]) if f.get("usage") else None,
+        tenant=f.get("tenant", ""),
+    )

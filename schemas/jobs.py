@@ -1,0 +1,199 @@
+"""Job requests: what a producer puts on a queue.
+
+A job is plain JSON validated here; the worker re-validates what it reads from Redis, so a
+payload written by any producer (Python, Lua, HTTP, another language) meets the same checks.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+ENVELOPE_VERSION: Literal[1] = 1
+DEFAULT_MODEL = "claude-sonnet-4-5"
+
+MAX_JOB_BYTES = 4 * 1024 * 1024
+MAX_MESSAGES = 1000
+MAX_TOOLS = 128
+MAX_TEXT_CHARS = 1_000_000
+MAX_METADATA_KEYS = 64
+MAX_SCHEMA_DEPTH = 32
+
+JobId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+ToolName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+ShortText = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
+MetadataValue = str | int | float | bool | None
+
+
+def new_job_id() -> str:
+    return "job_" + secrets.token_hex(12)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ConnOptions(_Strict):
+    """LiveKit's APIConnectOptions on the wire. `timeout` is the streaming read timeout."""
+
+    max_retry: int = Field(default=3, ge=0, le=20)
+    retry_interval: float = Field(default=2.0, ge=0.0, le=600.0)
+    timeout: float = Field(default=30.0, gt=0.0, le=3600.0)
+
+
+class ToolSchema(_Strict):
+    """A function tool as a JSON schema, so producers need no Python callable."""
+
+    name: ToolName
+    description: str = Field(default="", max_length=16_384)
+    input_schema: dict[str, JsonValue]
+
+    @field_validator("input_schema")
+    @classmethod
+    def _object_schema(cls, schema: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        if schema.get("type") != "object":
+            raise ValueError('input_schema must be a JSON schema with "type": "object"')
+        if _depth(schema) > MAX_SCHEMA_DEPTH:
+            raise ValueError(f"input_schema nests deeper than {MAX_SCHEMA_DEPTH} levels")
+        return schema
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"] = "function"
+    name: ToolName
+
+
+ToolChoice = Literal["auto", "required", "none"] | NamedToolChoice
+
+
+class ThinkingEnabled(_Strict):
+    type: Literal["enabled"] = "enabled"
+    budget_tokens: int = Field(ge=1024, le=128_000)
+
+
+class ThinkingAdaptive(_Strict):
+    type: Literal["adaptive"] = "adaptive"
+
+
+Thinking = Annotated[ThinkingEnabled | ThinkingAdaptive, Field(discriminator="type")]
+
+
+class _JobBase(_Strict):
+    v: Literal[1] = ENVELOPE_VERSION
+    id: JobId = Field(default_factory=new_job_id)
+    model: str = Field(default=DEFAULT_MODEL, min_length=1, max_length=128)
+    max_tokens: int = Field(default=1024, ge=1, le=128_000)
+    caching: Literal["ephemeral"] | None = None
+    thinking: Thinking | None = None
+    conn_options: ConnOptions = ConnOptions()
+    deadline: AwareDatetime | None = Field(
+        default=None, description="When the job must end by: ISO 8601 with a timezone."
+    )
+    restart_after_output: bool = Field(
+        default=False,
+        description="Retry an attempt that already streamed output (its output is voided).",
+    )
+    metadata: dict[Annotated[str, StringConstraints(max_length=128)], MetadataValue] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, metadata: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
+        if len(metadata) > MAX_METADATA_KEYS:
+            raise ValueError(f"metadata has more than {MAX_METADATA_KEYS} keys")
+        if any(isinstance(v, str) and len(v) > 4096 for v in metadata.values()):
+            raise ValueError("metadata values are limited to 4096 characters")
+        return metadata
+
+
+class ChatJob(_JobBase):
+    """A chat generation job: either a LiveKit ChatContext dict or a plain prompt/system."""
+
+    kind: Literal["chat"] = "chat"
+    messages: dict[str, JsonValue] | None = Field(
+        default=None, description="ChatContext.to_dict(exclude_image=False) output."
+    )
+    prompt: ShortText | None = None
+    system: ShortText | None = None
+    tools: list[ToolSchema] = Field(default_factory=list, max_length=MAX_TOOLS)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _one_conversation(self) -> ChatJob:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("give exactly one of `messages` (a ChatContext dict) or `prompt`")
+        if self.messages is not None and self.system is not None:
+            raise ValueError("`system` goes with `prompt`; put system turns inside `messages`")
+        if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.name not in {
+            t.name for t in self.tools
+        }:
+            raise ValueError(f"tool_choice names unknown tool {self.tool_choice.name!r}")
+        if len({t.name for t in self.tools}) != len(self.tools):
+            raise ValueError("tool names must be unique")
+        return self
+
+    @field_validator("messages")
+    @classmethod
+    def _chat_context(cls, messages: dict[str, JsonValue] | None) -> dict[str, JsonValue] | None:
+        if messages is None:
+            return None
+        items = messages.get("items")
+        if not isinstance(items, list) or not items:
+            raise ValueError("messages must be a ChatContext dict with a non-empty `items` list")
+        if len(items) > MAX_MESSAGES:
+            raise ValueError(f"messages has more than {MAX_MESSAGES} items")
+        # livekit is imported lazily: validating a ChatContext needs it, the rest of the
+        # contract does not, and producers importing schemas should not pay for it.
+        from livekit.agents.llm import ChatContext
+
+        try:
+            ChatContext.from_dict(dict(messages))
+        except Exception as e:
+            raise ValueError(f"messages is not a valid ChatContext: {e}") from e
+        return messages
+
+
+JOB_KINDS: dict[str, type[_JobBase]] = {"chat": ChatJob}
+
+
+def parse_job(raw: str | bytes) -> _JobBase:
+    """Validates a job payload as read from Redis. Raises ValueError with a readable message."""
+    if len(raw) > MAX_JOB_BYTES:
+        raise ValueError(f"job payload is {len(raw)} bytes; the limit is {MAX_JOB_BYTES}")
+    try:
+        data: Any = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"job payload is not valid UTF-8 JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError("job payload must be a JSON object")
+    kind = data.get("kind", "chat")
+    model = JOB_KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise ValueError(f"unknown job kind {kind!r}; expected one of {sorted(JOB_KINDS)}")
+    return model.model_validate_json(raw)
+
+
+def _depth(value: object, level: int = 0) -> int:
+    if level > MAX_SCHEMA_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level)
+    return level

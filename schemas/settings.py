@@ -1,0 +1,51 @@
+"""Configuration: one pydantic-settings model, read from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELAYQ_", extra="ignore", frozen=True)
+
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis to use. Unset: the CLI starts an embedded redis-server.",
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL")
+    )
+    stream_ttl_s: int = Field(
+        default=3600, ge=1, description="Seconds a job's keys live after its terminal event."
+    )
+    stream_maxlen: int = Field(
+        default=100_000, ge=100, description="Approximate cap on entries per job stream."
+    )
+    max_jobs: int = Field(default=200, ge=1, description="Concurrent jobs per worker process.")
+    job_timeout_s: float = Field(
+        default=3600.0, gt=0, description="arq's backstop timeout per attempt; deadlines end jobs."
+    )
+    lease_s: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="In-progress lease of a running job, renewed by the worker's heartbeat; "
+        "a dead worker's jobs run again this long after it died.",
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0, ge=0, description="On SIGTERM, how long running jobs may take to finish."
+    )
+    max_attempts: int = Field(
+        default=25,
+        ge=1,
+        description="Attempts of one job, whatever their cause (API retries, lost workers).",
+    )
+    data_dir: Path = Field(
+        default=Path(".relayq"), description="Where the embedded Redis keeps its files."
+    )
+    log_level: str = "INFO"

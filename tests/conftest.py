@@ -1,0 +1,111 @@
+"""Real parts only: a redis-server and the API simulator started by this test session, and real
+worker processes. Nothing of ours is mocked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from relayq.client import Client
+from relayq.embedded_redis import EmbeddedRedis
+from relayq.simulator import Simulator, run_in_thread
+from schemas.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+# db 0 is served by the session's worker; tests that need a queue nobody reads use db 1
+IDLE_DB = 1
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis(appendonly=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def idle_redis_url(redis_server: EmbeddedRedis) -> str:
+    return f"redis://127.0.0.1:{redis_server.port}/{IDLE_DB}"
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[Simulator]:
+    with run_in_thread() as sim:
+        yield sim
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def worker_env(redis_url: str, simulator: Simulator, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAYQ_", "ANTHROPIC_"))}
+    env.update(
+        RELAYQ_REDIS_URL=redis_url,
+        ANTHROPIC_BASE_URL=simulator.base_url,
+        ANTHROPIC_API_KEY="sk-relayq-test",
+        RELAYQ_STREAM_TTL_S="600",
+        PYTHONPATH=str(ROOT),
+    )
+    env.update(extra)
+    return env
+
+
+def start_worker(env: dict[str, str], *args: str) -> WorkerProcess:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "relayq.cli", "worker", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=None,
+        text=True,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert "ready" in line, f"worker did not start: {line!r}"
+    return WorkerProcess(process, env)
+
+
+@pytest.fixture(scope="session")
+def worker(redis_url: str, simulator: Simulator) -> Iterator[WorkerProcess]:
+    w = start_worker(worker_env(redis_url, simulator), "--queues", "chat")
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return Settings(redis_url=redis_url, stream_ttl_s=600)
+
+
+@pytest.fixture
+async def client(settings: Settings, worker: WorkerProcess) -> AsyncIterator[Client]:
+    async with Client(settings=settings) as c:
+        yield c
+
+
+@pytest.fixture
+async def idle_client(idle_redis_url: str) -> AsyncIterator[Client]:
+    async with Client(idle_redis_url, settings=Settings(redis_url=idle_redis_url)) as c:
+        yield c

@@ -1,0 +1,148 @@
+"""One attempt of any job: claim it, run the job body, and end with exactly one final event.
+
+The body publishes its own terminal event (or a `retry`). This frame handles what cuts across
+every kind of job: a job that already ended or was cancelled while queued, a cancel request
+(`cancelled`), a worker shutdown (`retry`, reason `shutdown`, the job goes back to the queue), a
+lost ownership (fenced: stay silent), and a bug in the body (an `error` event, never a dead worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from arq import Retry as ArqRetry
+
+from schemas.constants import cancel_key, events_key, job_key
+from schemas.events import Cancelled, Error, ErrorInfo, Retry, Started
+from workers.publisher import Fenced, Publisher
+from workers.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AttemptContext:
+    runtime: Runtime
+    job_id: str
+    number: int
+    payload: str
+    publisher: Publisher
+    deferred_by: float | None = None
+
+    def retry_after(self, delay: float) -> None:
+        """Ask for another attempt `delay` seconds from now (after a `retry` event)."""
+        self.deferred_by = delay
+
+
+JobBody = Callable[[AttemptContext], Awaitable[None]]
+
+
+async def run_attempt(ctx: dict[str, Any], payload: object, body: JobBody) -> None:
+    runtime: Runtime = ctx["relayq"]
+    job_id: str = ctx["job_id"]
+    number: int = ctx["job_try"]
+    settings = runtime.settings
+    keys = [job_key(job_id), events_key(job_id), cancel_key(job_id)]
+    state = await runtime.scripts.call(
+        "start",
+        keys,
+        [
+            str(number),
+            runtime.worker_id,
+            Started(job_id=job_id, attempt=number, worker=runtime.worker_id).model_dump_json(),
+            settings.stream_maxlen,
+            job_id,
+            Cancelled(
+                job_id=job_id, attempt=number, reason="cancelled before start"
+            ).model_dump_json(),
+            settings.stream_ttl_s,
+        ],
+    )
+    if number > settings.max_attempts:
+        state = await runtime.scripts.call(
+            "publish",
+            keys,
+            [
+                str(number),
+                settings.stream_maxlen,
+                "error",
+                settings.stream_ttl_s,
+                "",
+                Error(
+                    job_id=job_id,
+                    attempt=number,
+                    error=ErrorInfo(
+                        type="too_many_attempts",
+                        message=f"gave up after {settings.max_attempts} attempts",
+                    ),
+                ).model_dump_json(),
+            ],
+        )
+        return
+    if state != b"run":
+        logger.info("job %s attempt %d not run: %s", job_id, number, state.decode())
+        return
+
+    publisher = Publisher(
+        runtime.redis,
+        runtime.scripts,
+        job_id=job_id,
+        attempt=number,
+        maxlen=settings.stream_maxlen,
+        ttl_s=settings.stream_ttl_s,
+    )
+    attempt = AttemptContext(runtime, job_id, number, _as_text(payload), publisher)
+    with runtime.track(job_id) as running:
+        try:
+            await body(attempt)
+        except asyncio.CancelledError:
+            if not running.cancel_requested:
+                await _hand_back(publisher)
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            with contextlib.suppress(Fenced):
+                await publisher.finish(Cancelled(job_id=job_id, attempt=number))
+            return
+        except Fenced:
+            logger.warning("job %s attempt %d lost the job to another attempt", job_id, number)
+            return
+        except Exception as e:
+            logger.exception("job %s attempt %d failed unexpectedly", job_id, number)
+            with contextlib.suppress(Fenced):
+                await publisher.finish(
+                    Error(
+                        job_id=job_id,
+                        attempt=number,
+                        error=ErrorInfo(type="internal_error", message=f"{type(e).__name__}: {e}"),
+                    )
+                )
+            return
+        finally:
+            await publisher.aclose()
+    if attempt.deferred_by is not None:
+        raise ArqRetry(defer=attempt.deferred_by)
+
+
+async def _hand_back(publisher: Publisher) -> None:
+    """The worker is shutting down: void this attempt so the next one starts cleanly."""
+    retry = Retry(job_id=publisher.job_id, attempt=publisher.attempt, reason="shutdown", delay=0)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.shield(publisher.finish(retry)), timeout=2.0)
+
+
+def _as_text(payload: object) -> str:
+    match payload:
+        case str():
+            return payload
+        case bytes():
+            return payload.decode("utf-8", errors="replace")
+        case _:
+            return json.dumps(payload)

@@ -1,0 +1,157 @@
+"""The event publisher: appends one attempt's events to its job stream, in order, fenced.
+
+The first event goes out at once; events that arrive while a write is in flight are sent
+together with the next write (consecutive text deltas merged into one entry), so a fast stream
+costs a few Redis round trips per second rather than one per token, and a slow one adds no delay.
+Every write runs `publish.lua`, which refuses it once another attempt owns the job or a terminal
+event was written: a presumed-dead worker that wakes up cannot publish into a job it lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from schemas.constants import cancel_key, events_key, job_key
+from schemas.events import TERMINAL_TYPES, Event, Retry, Text, TokenUsage
+from workers.scripts import Scripts
+
+logger = logging.getLogger(__name__)
+
+_REDIS_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0, 5.0, 5.0)
+
+
+class Fenced(Exception):
+    """This attempt no longer owns the job: another attempt took over or the job has ended."""
+
+
+class Publisher:
+    def __init__(
+        self,
+        redis: Redis,
+        scripts: Scripts,
+        *,
+        job_id: str,
+        attempt: int,
+        maxlen: int,
+        ttl_s: int,
+    ) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._keys = [job_key(job_id), events_key(job_id), cancel_key(job_id)]
+        self.job_id = job_id
+        self.attempt = attempt
+        self._maxlen = maxlen
+        self._ttl_s = ttl_s
+        self._pending: list[Event] = []
+        self._pending_usage: TokenUsage | None = None
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._fenced = False
+        self._closed = False
+        self._failure: BaseException | None = None
+        self._flusher = asyncio.create_task(self._flush_loop(), name=f"publisher:{job_id}")
+        self.writes = 0
+
+    @property
+    def fenced(self) -> bool:
+        return self._fenced
+
+    def emit(self, event: Event, *, usage: TokenUsage | None = None) -> None:
+        """Queue an event; `usage` (job usage so far) is stored on the job for status readers."""
+        if self._fenced:
+            raise Fenced(self.job_id)
+        if self._closed:
+            raise RuntimeError("publisher already finished")
+        if usage is not None:
+            self._pending_usage = usage
+        self._pending.append(event)
+        self._idle.clear()
+        self._wakeup.set()
+
+    async def flush(self) -> None:
+        await self._idle.wait()
+        if self._failure is not None:
+            raise self._failure
+        if self._fenced:
+            raise Fenced(self.job_id)
+
+    async def finish(self, event: Event, *, usage: TokenUsage | None = None) -> None:
+        """Publish the attempt's last event (a terminal event or a `retry`) and stop."""
+        self.emit(event, usage=usage)
+        try:
+            await self.flush()
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._flusher.cancel()
+        try:
+            await self._flusher
+        except asyncio.CancelledError:
+            pass
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            batch, self._pending = _coalesce(self._pending), []
+            usage, self._pending_usage = self._pending_usage, None
+            if batch and not self._fenced:
+                try:
+                    written = await self._write(batch, usage)
+                except Exception as e:
+                    self._failure = e
+                    self._idle.set()
+                    return
+                if written < 0:
+                    self._fenced = True
+                    logger.warning(
+                        "job %s attempt %d was fenced off: another attempt owns it or it ended",
+                        self.job_id,
+                        self.attempt,
+                    )
+            if not self._pending:
+                self._idle.set()
+
+    async def _write(self, batch: list[Event], usage: TokenUsage | None) -> int:
+        last = batch[-1]
+        status = last.type if last.type in TERMINAL_TYPES else ""
+        if isinstance(last, Retry):
+            status = "retrying"
+        args: list[str | int | float] = [
+            str(self.attempt),
+            self._maxlen,
+            status,
+            self._ttl_s,
+            usage.model_dump_json() if usage is not None else "",
+            *(event.model_dump_json() for event in batch),
+        ]
+        for delay in (*_REDIS_RETRY_DELAYS, None):
+            try:
+                written: int = await self._scripts.call("publish", self._keys, args)
+                self.writes += 1
+                return written
+            except (RedisConnectionError, RedisTimeoutError):
+                if delay is None:
+                    raise
+                logger.warning("redis unavailable while publishing %s; retrying", self.job_id)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def _coalesce(events: list[Event]) -> list[Event]:
+    merged: list[Event] = []
+    for event in events:
+        previous = merged[-1] if merged else None
+        if isinstance(event, Text) and isinstance(previous, Text):
+            merged[-1] = previous.model_copy(update={"text": previous.text + event.text})
+        else:
+            merged.append(event)
+    return merged

@@ -1,0 +1,190 @@
+"""arq workers for relayq's queues, and the process that runs them.
+
+`RelayWorker` is arq's Worker with three changes: it wakes as soon as a job is enqueued (the
+enqueue script publishes on `<queue>:wake`; the poll stays as a fallback), its in-progress lease is
+short and renewed by a heartbeat (see workers.runtime), and it never uses pickle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from arq import Worker
+from arq.connections import RedisSettings, create_pool
+from arq.worker import Function, func
+from redis.asyncio import Redis
+
+from schemas.constants import CHAT_FUNCTION, CHAT_QUEUE, QUEUES
+from schemas.settings import Settings
+from workers.chat import chat
+from workers.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+# relayq decides retries itself (workers.retry_policy); arq's own cap must never fire first.
+UNLIMITED_TRIES = 1_000_000
+
+
+def json_serializer(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def json_deserializer(raw: bytes) -> Any:
+    return json.loads(raw)
+
+
+def queue_functions(queue: str, settings: Settings) -> list[Function]:
+    match queue:
+        case "chat":
+            return [
+                func(
+                    chat,
+                    name=CHAT_FUNCTION,
+                    timeout=settings.job_timeout_s,
+                    max_tries=UNLIMITED_TRIES,
+                    keep_result=0,
+                )
+            ]
+        case _:
+            raise ValueError(f"unknown queue {queue!r}; expected one of {sorted(QUEUES)}")
+
+
+class RelayWorker(Worker):
+    def __init__(self, *args: Any, wake: asyncio.Event, lease_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_progress_timeout_s = lease_s
+        self._wake = wake
+
+    async def main(self) -> None:
+        if self._pool is None:
+            self._pool = await create_pool(
+                self.redis_settings,
+                job_deserializer=self.job_deserializer,
+                job_serializer=self.job_serializer,
+                default_queue_name=self.queue_name,
+                expires_extra_ms=self.expires_extra_ms,
+            )
+        logger.info("worker for queue %s started", self.queue_name)
+        self.ctx["redis"] = self.pool
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        while True:
+            self._wake.clear()
+            await self._poll_iteration()
+            if self.burst:
+                if 0 <= self.max_burst_jobs <= self._jobs_started():
+                    await asyncio.gather(*self.tasks.values())
+                    return
+                if await self.pool.zcard(self.queue_name) == 0:
+                    await asyncio.gather(*self.tasks.values())
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_delay_s)
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._wake.set()
+
+
+def build_worker(
+    queue: str,
+    runtime: Runtime,
+    wake: asyncio.Event,
+    *,
+    settings: Settings,
+    redis_url: str,
+    burst: bool = False,
+    max_jobs: int | None = None,
+    poll_delay: float = 0.5,
+) -> RelayWorker:
+    return RelayWorker(
+        functions=queue_functions(queue, settings),
+        queue_name=QUEUES[queue],
+        redis_settings=RedisSettings.from_dsn(redis_url),
+        job_serializer=json_serializer,
+        job_deserializer=json_deserializer,
+        max_jobs=max_jobs or settings.max_jobs,
+        keep_result=0,
+        poll_delay=poll_delay,
+        burst=burst,
+        handle_signals=False,
+        job_completion_wait=int(settings.shutdown_grace_s),
+        allow_abort_jobs=False,
+        ctx={"relayq": runtime},
+        wake=wake,
+        lease_s=settings.lease_s,
+    )
+
+
+async def run_workers(
+    queues: Sequence[str],
+    settings: Settings,
+    *,
+    redis_url: str,
+    burst: bool = False,
+    max_jobs: int | None = None,
+    poll_delay: float = 0.5,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Runs one worker per queue in this process until SIGTERM/SIGINT (or, in burst, until empty)."""
+    redis: Redis = Redis.from_url(redis_url)
+    runtime = await Runtime.start(redis, settings, queues=[QUEUES[q] for q in queues])
+    workers = [
+        build_worker(
+            q,
+            runtime,
+            runtime.wake_event(QUEUES[q]),
+            settings=settings,
+            redis_url=redis_url,
+            burst=burst,
+            max_jobs=max_jobs,
+            poll_delay=poll_delay,
+        )
+        for q in queues
+    ]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, _graceful_stop, workers, sig)
+    if on_ready is not None:
+        on_ready()
+    try:
+        await asyncio.gather(*(w.async_run() for w in workers))
+    finally:
+        for w in workers:
+            await w.close()
+        await runtime.aclose()
+        await redis.aclose()
+
+
+def _graceful_stop(workers: list[RelayWorker], sig: signal.Signals) -> None:
+    for w in workers:
+        if w._job_completion_wait:
+            w.handle_sig_wait_for_completion(sig)
+        else:
+            w.handle_sig(sig)
+
+
+class WorkerSettings:
+    """For `arq workers.worker.WorkerSettings`: the chat queue with JSON, as relayq runs it."""
+
+    functions = queue_functions("chat", Settings())
+    queue_name = CHAT_QUEUE
+    job_serializer = staticmethod(json_serializer)
+    job_deserializer = staticmethod(json_deserializer)
+    keep_result = 0
+    allow_abort_jobs = False
+    redis_settings = RedisSettings.from_dsn(Settings().redis_url or "redis://localhost:6379")
+
+    @staticmethod
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["relayq"] = await Runtime.start(ctx["redis"], Settings(), queues=[CHAT_QUEUE])
+
+    @staticmethod
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await ctx["relayq"].aclose()
