@@ -1,8 +1,8 @@
 """xdotool key names, as Claude's computer tool sends them, mapped to Playwright key names.
 
-`parse_key_sequence("ctrl+shift+t Return")` -> `[["Control", "Shift", "t"], ["Enter"]]`: one
+`parse_key_sequence("ctrl+shift+t Return")` -> `[["Control", "Shift", "KeyT"], ["Enter"]]`: one
 chord per whitespace-separated group, each chord's keys pressed in order and released in reverse.
-Names are matched case-insensitively, except single characters, which are sent as they are.
+Names are matched case-insensitively; single characters are case-sensitive ("A" is not "a").
 """
 
 from __future__ import annotations
@@ -159,18 +159,28 @@ def to_playwright_key(name: str) -> str:
     """One xdotool key name -> the Playwright key name; ValueError if there is none."""
     if len(name) == 1:
         if name in _LAYOUT_CHARACTERS:
-            return name
+            return _physical_key(name)
         raise ValueError(
             f"unknown key {name!r}: only US-keyboard characters can be pressed as keys; "
             "use the type action for other text"
         )
     try:
-        return XDOTOOL_TO_PLAYWRIGHT[name.lower()]
+        return _physical_key(XDOTOOL_TO_PLAYWRIGHT[name.lower()])
     except KeyError:
         raise ValueError(
             f"unknown key {name!r}; use xdotool key names such as Return, Tab, BackSpace, "
             "Escape, Page_Down, Up, F5, KP_Enter, ctrl, shift, alt, super"
         ) from None
+
+
+def _physical_key(key: str) -> str:
+    # Playwright shifts a key held with Shift only when it is named by its code
+    # ("shift+t" must give "T", as xdotool does), so lower-case letters and digits go by code.
+    if key in string.ascii_lowercase:
+        return f"Key{key.upper()}"
+    if key in string.digits:
+        return f"Digit{key}"
+    return key
 
 
 def parse_chord(chord: str) -> list[str]:

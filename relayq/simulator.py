@@ -795,6 +795,7 @@ class Simulator:
         self._cache: set[str] = set()
         self._seq = 0
         self._socket: socket.socket | None = None
+        self._address: tuple[str, int] | None = None
         self._server: uvicorn.Server | None = None
         self._closing = asyncio.Event()
         self.app = Starlette(
@@ -811,9 +812,9 @@ class Simulator:
 
     @property
     def base_url(self) -> str:
-        if self._socket is None:
+        if self._address is None:
             raise RuntimeError("Simulator is not started")
-        host, port = self._socket.getsockname()[:2]
+        host, port = self._address
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     @property
@@ -841,12 +842,12 @@ class Simulator:
             sock.close()
             raise
         self._socket, self._server = sock, server
+        self._address = sock.getsockname()[:2]
 
     async def aclose(self) -> None:
         server, sock = self._server, self._socket
-        if server is None or sock is None:
+        if server is None or sock is None or self._closing.is_set():
             return
-        self._server = None
         self._closing.set()
         for listener in server.servers:
             listener.close()
@@ -864,7 +865,7 @@ class Simulator:
         for listener in server.servers:
             await listener.wait_closed()
         sock.close()
-        await asyncio.sleep(0)
+        self._server = self._socket = None
 
     async def __aenter__(self) -> Simulator:
         await self.start()

@@ -60,9 +60,11 @@ async def sim() -> AsyncIterator[Simulator]:
         yield server
 
 
-@pytest.fixture
-def client(sim: Simulator) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="sk-test", max_retries=0)
+@pytest.fixture(scope="module")
+async def client(sim: Simulator) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    async with anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="sk-test",
+                                        max_retries=0) as sdk:
+        yield sdk
 
 
 async def raw_sse(sim: Simulator, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

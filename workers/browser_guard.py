@@ -43,6 +43,7 @@ import logging
 import re
 import socket
 import struct
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -345,11 +346,13 @@ class EgressFilter:
     """A loopback SOCKS5 proxy that applies a :class:`NetworkPolicy` to every connection.
 
     Start it before creating the context (``new_context(proxy=egress.proxy)``); until a policy
-    is set every connection is refused.
+    is set every connection is refused. ``destinations`` counts the connections it opened,
+    by ``address:port``.
     """
 
     def __init__(self) -> None:
         self.policy: NetworkPolicy | None = None
+        self.destinations: Counter[str] = Counter()
         self.on_violation: ViolationCallback | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -445,6 +448,7 @@ class EgressFilter:
                 )
             except (OSError, TimeoutError):
                 continue
+            self.destinations[f"{ip}:{port}"] += 1
             await _reply(writer, _SOCKS_OK)
             return r, w
         await _reply(writer, _SOCKS_UNREACHABLE)

@@ -154,7 +154,9 @@ async def run_workers(
     if on_ready is not None:
         on_ready()
     try:
-        await asyncio.gather(*(w.async_run() for w in workers))
+        # a signal ends each worker by cancelling its main task: that is a normal exit
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*(w.async_run() for w in workers))
     finally:
         for w in workers:
             await w.close()

@@ -1,4 +1,4 @@
-"""Browser-test fixtures: one Chromium and one local HTTP server per session, a fresh page each test.
+"""Browser-test fixtures: one Chromium and one HTTP server per session, a fresh page per test.
 
 The server serves tests/browser/pages/*.html; `/slow?ms=N` answers after N ms, and
 `/slow?ms=N&file=x.html` serves that page after N ms.

@@ -12,7 +12,7 @@ from llm.keys import parse_chord, parse_key_sequence, parse_modifiers, to_playwr
     [
         ("Return", "Enter"),
         ("KP_Enter", "NumpadEnter"),
-        ("KP_0", "0"),
+        ("KP_0", "Digit0"),
         ("BackSpace", "Backspace"),
         ("Page_Down", "PageDown"),
         ("Prior", "PageUp"),
@@ -23,7 +23,8 @@ from llm.keys import parse_chord, parse_key_sequence, parse_modifiers, to_playwr
         ("F12", "F12"),
         ("space", "Space"),
         ("minus", "-"),
-        ("a", "a"),
+        ("a", "KeyA"),
+        ("7", "Digit7"),
         ("A", "A"),
         ("ENTER", "Enter"),
     ],
@@ -33,13 +34,13 @@ def test_xdotool_names_map_to_playwright_names(xdotool: str, playwright: str) ->
 
 
 def test_combos_split_into_keys_pressed_in_order() -> None:
-    assert parse_chord("ctrl+shift+t") == ["Control", "Shift", "t"]
+    assert parse_chord("ctrl+shift+t") == ["Control", "Shift", "KeyT"]
     assert parse_chord("ctrl++") == ["Control", "+"]
     assert parse_chord("+") == ["+"]
 
 
 def test_spaces_separate_successive_combos() -> None:
-    assert parse_key_sequence("ctrl+a  Delete") == [["Control", "a"], ["Delete"]]
+    assert parse_key_sequence("ctrl+a  Delete") == [["Control", "KeyA"], ["Delete"]]
 
 
 @pytest.mark.parametrize("bad", ["Frobnicate", "F13", "é", "ctrl+", "", "   "])

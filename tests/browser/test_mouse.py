@@ -123,7 +123,9 @@ async def test_left_click_drag_moves_the_draggable_box_by_the_drag_distance(
     before = await controls.locator("#box").bounding_box()
     assert before is not None
     sx, sy = await center(controls, "#box")
-    await tool.execute("left_click_drag", start_coordinate=[sx, sy], coordinate=[sx - 200, sy + 100])
+    await tool.execute(
+        "left_click_drag", start_coordinate=[sx, sy], coordinate=[sx - 200, sy + 100]
+    )
     after = await controls.locator("#box").bounding_box()
     assert after is not None
     assert (after["x"] - before["x"], after["y"] - before["y"]) == (-200, 100)

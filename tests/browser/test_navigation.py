@@ -51,9 +51,7 @@ async def test_blocked_navigation_says_it_was_blocked(
         await actions.navigate(f"{base_url}/page_b.html")
 
 
-async def test_clicking_a_slow_link_settles_on_the_new_page(
-    page: Page, base_url: str
-) -> None:
+async def test_clicking_a_slow_link_settles_on_the_new_page(page: Page, base_url: str) -> None:
     actions = PageActions(page=page, settle_timeout=3.0)
     tool = ComputerTool(actions=actions)
     await actions.navigate(f"{base_url}/page_a.html")
@@ -73,9 +71,7 @@ async def test_settle_waits_for_a_request_the_click_started(page: Page, base_url
     await tool.aclose()
 
 
-async def test_settle_gives_up_at_the_cap_when_a_request_hangs(
-    page: Page, base_url: str
-) -> None:
+async def test_settle_gives_up_at_the_cap_when_a_request_hangs(page: Page, base_url: str) -> None:
     actions = PageActions(page=page, settle_timeout=0.3)
     tool = ComputerTool(actions=actions)
     await page.goto(f"{base_url}/fetch.html")

@@ -36,10 +36,18 @@ def error_text(result: dict[str, Any]) -> str:
         ({"action": "left_click", "coordinate": ["10", 10]}, "must be two integers"),
         ({"action": "left_click", "coordinate": [10, 10, 10]}, "must be two integers"),
         ({"action": "left_click"}, "coordinate [x, y] is required for left_click"),
-        ({"action": "left_click_drag", "coordinate": [5, 5]}, "start_coordinate [x, y] is required"),
+        (
+            {"action": "left_click_drag", "coordinate": [5, 5]},
+            "start_coordinate [x, y] is required",
+        ),
         ({"action": "scroll", "coordinate": [5, 5]}, "scroll_direction must be one of"),
         (
-            {"action": "scroll", "coordinate": [5, 5], "scroll_direction": "down", "scroll_amount": -1},
+            {
+                "action": "scroll",
+                "coordinate": [5, 5],
+                "scroll_direction": "down",
+                "scroll_amount": -1,
+            },
             "scroll_amount must be a non-negative integer",
         ),
         ({"action": "type"}, "text is required for type"),

@@ -9,8 +9,8 @@ import pytest
 from livekit.agents import APIConnectionError, APIConnectOptions
 from livekit.agents.llm import function_tool
 from llm_replay import (
-    Reply,
     ReplayServer,
+    Reply,
     collect,
     load_sse,
     text_of,
@@ -173,11 +173,13 @@ async def test_thinking_deltas_stream_as_extra_and_the_signed_block_arrives_at_i
     signed = {
         "type": "thinking",
         "thinking": "The user wants the weather in Paris. I should call get_weather.",
-        "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds4zGsXxKqZ1bFHNRf0zSk8Zq0Ik",
+        "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
+        "4zGsXxKqZ1bFHNRf0zSk8Zq0Ik",
     }
     redacted = {
         "type": "redacted_thinking",
-        "data": "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpPkNRj2YfWXGmKDxH4mPnZ5sQ7vB5URj",
+        "data": "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3"
+        "qpPkNRj2YfWXGmKDxH4mPnZ5sQ7vB5URj",
     }
     assert extras[2:] == [{"thinking_block": signed}, {"thinking_block": redacted}]
     assert stream.thinking_blocks == [signed, redacted]
