@@ -177,7 +177,7 @@ class LLM(llm.LLM[Never]):
                 if is_given(parallel_tool_calls)
                 else self._opts.parallel_tool_calls
             )
-            if choice != "none":
+            if tool_params and choice != "none":
                 params["tools"] = tool_params
                 if (choice_param := _tool_choice_param(choice, parallel)) is not None:
                     params["tool_choice"] = choice_param

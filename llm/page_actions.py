@@ -126,8 +126,8 @@ class PageActions:
             ("requestfinished", self._on_request_done),
             ("requestfailed", self._on_request_done),
             ("response", self._on_response),
-            ("load", self._on_load),
-            ("download", self._on_load),
+            ("load", self._on_navigation_end),
+            ("download", self._on_navigation_end),
         ]
         for event, listener in self._listeners:
             page.on(event, listener)  # type: ignore[call-overload]
@@ -480,7 +480,7 @@ class PageActions:
             self._navigation = None
             self._update_idle()
 
-    def _on_load(self, _: object) -> None:
+    def _on_navigation_end(self, _: object) -> None:
         self._navigation = None
         self._update_idle()
 

@@ -35,6 +35,7 @@ from schemas.constants import (
 from schemas.events import Event, TokenUsage, is_terminal, parse_event
 from schemas.jobs import ChatJob, _JobBase
 from schemas.settings import Settings
+from workers.redis_conn import resilient_redis
 from workers.scripts import Scripts
 
 ARQ_JOB_TTL_MS = 24 * 3600 * 1000
@@ -88,7 +89,7 @@ class Client:
         if redis is None and url is None:
             raise ValueError("give a redis_url (or set RELAYQ_REDIS_URL)")
         self._owns_redis = redis is None
-        self._redis: Redis = redis if redis is not None else Redis.from_url(str(url))
+        self._redis: Redis = redis if redis is not None else resilient_redis(str(url))
         self._scripts = Scripts(self._redis)
 
     @property
@@ -166,7 +167,7 @@ class Client:
 
     async def cancel(self, job_id: str, reason: str = "cancelled by a client") -> CancelOutcome:
         """Cancels a queued or running job. Unknown or finished jobs: a no-op."""
-        raw = await self._redis.hget(job_key(job_id), "queue")
+        raw: bytes | None = await self._redis.hget(job_key(job_id), "queue")  # type: ignore[misc]
         queue = raw.decode() if raw else QUEUES["chat"]
         outcome: bytes = await self._scripts.call(
             "cancel",
@@ -183,7 +184,7 @@ class Client:
         return outcome.decode()  # type: ignore[return-value]
 
     async def status(self, job_id: str) -> JobStatus:
-        fields = await self._redis.hgetall(job_key(job_id))
+        fields: dict[bytes, bytes] = await self._redis.hgetall(job_key(job_id))  # type: ignore[misc]
         if not fields:
             raise JobNotFound(job_id)
         return _job_status(job_id, {k.decode(): v.decode() for k, v in fields.items()})

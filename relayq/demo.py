@@ -36,14 +36,20 @@ def run_demo(*, prompt: str) -> int:
         console.print(f"[dim]embedded Redis at {redis.url}[/]")
         console.print(
             "[dim]Anthropic API: "
-            + ("the real one (ANTHROPIC_API_KEY is set)" if use_real_api else f"simulator at {base_url}")
+            + (
+                "the real one (ANTHROPIC_API_KEY is set)"
+                if use_real_api
+                else f"simulator at {base_url}"
+            )
             + "[/]"
         )
         env = {**os.environ, "RELAYQ_REDIS_URL": redis.url, "ANTHROPIC_API_KEY": api_key}
         if base_url:
             env["ANTHROPIC_BASE_URL"] = base_url
         with _worker(env, console):
-            return asyncio.run(_jobs(redis.url, prompt, simulated=not use_real_api, console=console))
+            return asyncio.run(
+                _jobs(redis.url, prompt, simulated=not use_real_api, console=console)
+            )
 
 
 async def _jobs(redis_url: str, prompt: str, *, simulated: bool, console: Console) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TextIO
+from typing import IO, TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -39,7 +39,7 @@ async def watch_live(client: Client, job_id: str, after: str, console: Console) 
     return exit_code(transcript)
 
 
-async def _watch_plain(client: Client, job_id: str, after: str, out: TextIO) -> int:
+async def _watch_plain(client: Client, job_id: str, after: str, out: IO[str]) -> int:
     transcript = Transcript()
     async for entry in client.events(job_id, after=after):
         event = entry.event
@@ -94,7 +94,9 @@ def _render(job_id: str, t: Transcript, last: Event | None) -> Group:
         parts.append(RichText(t.thinking, style="italic dim"))
     parts.append(RichText(t.text))
     for call in t.tool_calls:
-        parts.append(RichText.from_markup(f"[cyan]→ {escape(call.name)}[/]({escape(call.arguments)})"))
+        parts.append(
+            RichText.from_markup(f"[cyan]→ {escape(call.name)}[/]({escape(call.arguments)})")
+        )
     if t.terminal is not None:
         parts.append(RichText(_plain_line(t.terminal).strip(), style="dim"))
     return Group(*parts)

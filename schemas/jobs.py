@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 ENVELOPE_VERSION: Literal[1] = 1
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-4-6"
 
 MAX_JOB_BYTES = 4 * 1024 * 1024
 MAX_MESSAGES = 1000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from relayq.client import Client, StreamEntry
-from relayq.simulator import Simulator, scripted_reply
+from relayq.simulator import scripted_reply
 from relayq.transcript import transcript_of
 from schemas.events import Done, Error, Retry, Started, Text, ToolCall
 from schemas.jobs import ChatJob, ConnOptions, ToolSchema

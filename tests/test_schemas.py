@@ -65,7 +65,7 @@ def test_a_chat_context_round_trips_losslessly_through_the_job() -> None:
         (b'{"messages": {"items": []}}', "non-empty"),
         (b'{"prompt": "x", "deadline": "2026-01-01T00:00:00"}', "timezone"),
         (b'{"prompt": "x", "id": "has{braces}"}', "pattern"),
-        (b'{"prompt": "x", "tools": [{"name": "t", "input_schema": {"type": "string"}}]}', "object"),
+        (b'{"prompt": "x", "tools": [{"name": "t", "input_schema": {"type": "str"}}]}', "object"),
         (b'{"prompt": "x", "tool_choice": {"type": "function", "name": "nope"}}', "unknown tool"),
         (b'{"prompt": "x", "temperature": 1.5}', "less than or equal"),
     ],

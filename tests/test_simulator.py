@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -233,8 +233,8 @@ async def test_tool_result_turn_and_tool_choice_none(client: anthropic.AsyncAnth
 async def test_badjson(sim: Simulator) -> None:
     events = await raw_sse(sim, body_for("Broken tool call [[sim:badjson=1]]",
                                          tools=[WEATHER_TOOL]))
-    joined = "".join(data["delta"]["partial_json"] for name, data in events
-                     if name == "content_block_delta" and data["delta"]["type"] == "input_json_delta")
+    joined = "".join(data["delta"].get("partial_json", "") for name, data in events
+                     if name == "content_block_delta")
     with pytest.raises(json.JSONDecodeError):
         json.loads(joined)
 
@@ -278,13 +278,15 @@ async def test_prompt_cache_creation_then_read(client: anthropic.AsyncAnthropic)
 
 
 async def test_wrong_api_key_is_rejected() -> None:
-    async with Simulator(api_key="sk-right") as sim:
-        wrong = anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="sk-wrong", max_retries=0)
+    async with (
+        Simulator(api_key="sk-right") as sim,
+        anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="sk-wrong", max_retries=0) as wrong,
+        anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="sk-right", max_retries=0) as right,
+    ):
         with pytest.raises(anthropic.AuthenticationError) as caught:
             await wrong.messages.create(**body_for("hi"))
         assert caught.value.type == "authentication_error"
         assert caught.value.request_id and caught.value.request_id.startswith("req_")
-        right = anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="sk-right", max_retries=0)
         assert (await right.messages.create(**body_for("hi"))).content
         async with httpx.AsyncClient(base_url=sim.base_url) as http:
             missing = await http.post("/v1/messages", json=body_for("hi"))
@@ -354,7 +356,8 @@ async def test_times_counts_per_fingerprint(client: anthropic.AsyncAnthropic) ->
     with pytest.raises(anthropic.OverloadedError):
         await client.messages.create(**other)
     # stream/metadata are not part of the fingerprint: this is the third attempt.
-    assert await stream_text(client, {**body, "metadata": {"user_id": "u1"}}) == scripted_reply(body)
+    retry = {**body, "metadata": {"user_id": "u1"}}
+    assert await stream_text(client, retry) == scripted_reply(body)
 
 
 async def test_directive_groups_form_a_script(client: anthropic.AsyncAnthropic) -> None:
@@ -425,8 +428,10 @@ async def test_drop_connection(client: anthropic.AsyncAnthropic) -> None:
 
 async def chaos_outcomes(seed: int) -> list[str]:
     outcomes: list[str] = []
-    async with Simulator(fault_rate=0.5, seed=seed) as sim:
-        client = anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="k", max_retries=0)
+    async with (
+        Simulator(fault_rate=0.5, seed=seed) as sim,
+        anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="k", max_retries=0) as client,
+    ):
         for i in range(16):
             body = body_for(f"chaos request {i % 4}")
             try:
@@ -455,8 +460,10 @@ async def test_token_rate_is_honoured(client: anthropic.AsyncAnthropic) -> None:
     started = time.monotonic()
     assert await stream_text(client, body) == scripted_reply(body)
     assert time.monotonic() - started >= 10 / 50
-    async with Simulator(tokens_per_second=100) as slow:
-        paced = anthropic.AsyncAnthropic(base_url=slow.base_url, api_key="k", max_retries=0)
+    async with (
+        Simulator(tokens_per_second=100) as slow,
+        anthropic.AsyncAnthropic(base_url=slow.base_url, api_key="k", max_retries=0) as paced,
+    ):
         body = body_for("default pace [[sim:tokens=21]]")
         started = time.monotonic()
         assert await stream_text(paced, body) == scripted_reply(body)
@@ -467,8 +474,11 @@ async def test_token_rate_is_honoured(client: anthropic.AsyncAnthropic) -> None:
 
 
 async def test_stats_and_reset() -> None:
-    async with Simulator() as sim, httpx.AsyncClient(base_url=sim.base_url) as http:
-        client = anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="k", max_retries=0)
+    async with (
+        Simulator() as sim,
+        httpx.AsyncClient(base_url=sim.base_url) as http,
+        anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="k", max_retries=0) as client,
+    ):
         await client.messages.create(**body_for("count me"))
         with pytest.raises(anthropic.OverloadedError):
             await client.messages.create(**body_for("count me [[sim:fail=529]]"))
@@ -484,13 +494,15 @@ async def test_stats_and_reset() -> None:
 
 
 def test_run_in_thread_with_sync_client() -> None:
-    with run_in_thread(api_key="sk-thread") as sim:
-        client = anthropic.Anthropic(base_url=sim.base_url, api_key="sk-thread", max_retries=0)
+    with (
+        run_in_thread(api_key="sk-thread") as sim,
+        anthropic.Anthropic(base_url=sim.base_url, api_key="sk-thread", max_retries=0) as client,
+    ):
         body = body_for("from a thread")
         with client.messages.stream(**body) as stream:
             assert stream.get_final_text() == scripted_reply(body)
         assert sim.stats["outcomes"] == {"ok": 1}
-    assert not any(t.name == "relayq-simulator" for t in __import__("threading").enumerate())
+    assert not any(t.name == "relayq-simulator" for t in threading.enumerate())
     with pytest.raises(httpx.ConnectError):
         httpx.get(sim.base_url + "/_sim/stats")
 
@@ -498,32 +510,33 @@ def test_run_in_thread_with_sync_client() -> None:
 async def test_shutdown_is_prompt_with_a_stalled_stream() -> None:
     sim = Simulator()
     await sim.start()
-    client = anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="k", max_retries=0)
-    pending = asyncio.ensure_future(stream_text(client, body_for("hang [[sim:stall=30 after=1]]")))
-    while sim.stats["faults"].get("stall") != 1:
-        await asyncio.sleep(0.01)
-    started = time.monotonic()
-    await sim.aclose()
-    assert time.monotonic() - started < 1.0
-    with pytest.raises((httpx2.RemoteProtocolError, anthropic.APIConnectionError)):
-        await pending
+    async with anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="k", max_retries=0) as sdk:
+        async with sdk.messages.stream(**body_for("hang [[sim:stall=30 after=1]]")) as stream:
+            tokens = stream.text_stream.__aiter__()
+            assert await anext(tokens) == "Simulated "  # the server now stalls
+            started = time.monotonic()
+            await sim.aclose()
+            assert time.monotonic() - started < 1.0
+            with pytest.raises(httpx2.RemoteProtocolError):
+                await anext(tokens)
 
 
 def test_cli_subprocess_serves() -> None:
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "relayq.simulator", "--port", "0", "--api-key", "sk-cli"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("simulator listening on http://127.0.0.1:"), line
-        url = line.split()[-1]
-        client = anthropic.Anthropic(base_url=url, api_key="sk-cli", max_retries=0)
-        body = body_for("over the CLI")
-        message = client.messages.create(**body)
-        assert message.content[0].type == "text"
-        assert message.content[0].text == scripted_reply(body)
-    finally:
-        process.terminate()
-        assert process.wait(timeout=10) == 0
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            assert line.startswith("simulator listening on http://127.0.0.1:"), line
+            body = body_for("over the CLI")
+            with anthropic.Anthropic(base_url=line.split()[-1], api_key="sk-cli",
+                                     max_retries=0) as client:
+                message = client.messages.create(**body)
+            assert message.content[0].type == "text"
+            assert message.content[0].text == scripted_reply(body)
+        finally:
+            process.terminate()
+            _, stderr = process.communicate(timeout=10)
+        assert process.returncode == 0, stderr

@@ -21,6 +21,7 @@ from arq import Retry as ArqRetry
 from schemas.constants import cancel_key, events_key, job_key
 from schemas.events import Cancelled, Error, ErrorInfo, Retry, Started
 from workers.publisher import Fenced, Publisher
+from workers.redis_conn import REDIS_ERRORS
 from workers.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,16 @@ JobBody = Callable[[AttemptContext], Awaitable[None]]
 
 
 async def run_attempt(ctx: dict[str, Any], payload: object, body: JobBody) -> None:
+    try:
+        await _run_attempt(ctx, payload, body)
+    except REDIS_ERRORS as e:
+        # Redis went away for longer than the clients' own retries: keep the job rather than
+        # let arq count it as failed. The next attempt voids this one (reason worker_lost).
+        logger.warning("job %s: redis unavailable (%s); handing the job back", ctx["job_id"], e)
+        raise ArqRetry(defer=1.0) from e
+
+
+async def _run_attempt(ctx: dict[str, Any], payload: object, body: JobBody) -> None:
     runtime: Runtime = ctx["relayq"]
     job_id: str = ctx["job_id"]
     number: int = ctx["job_try"]
@@ -114,6 +125,8 @@ async def run_attempt(ctx: dict[str, Any], payload: object, body: JobBody) -> No
         except Fenced:
             logger.warning("job %s attempt %d lost the job to another attempt", job_id, number)
             return
+        except REDIS_ERRORS:
+            raise
         except Exception as e:
             logger.exception("job %s attempt %d failed unexpectedly", job_id, number)
             with contextlib.suppress(Fenced):

@@ -18,6 +18,7 @@ from schemas.events import (
     ErrorInfo,
     Event,
     Retry,
+    RetryReason,
     Started,
     Text,
     Thinking,
@@ -41,7 +42,7 @@ async def _run_chat(attempt: AttemptContext) -> None:
     try:
         job = parse_job(attempt.payload)
         if not isinstance(job, ChatJob):
-            raise ValueError(f"queue `chat` got a {job.kind!r} job")
+            raise ValueError(f"the chat queue got a {type(job).__name__}")
     except ValueError as e:
         await attempt.publisher.finish(_invalid(attempt, e))
         return
@@ -79,7 +80,7 @@ async def _run_chat(attempt: AttemptContext) -> None:
                 Error(job_id=job.id, attempt=attempt.number, error=info), usage=usage_total
             )
             return
-        reason = "timeout" if info.type == "APITimeoutError" else "api_error"
+        reason: RetryReason = "timeout" if info.type == "APITimeoutError" else "api_error"
         await publisher.finish(
             Retry(job_id=job.id, attempt=attempt.number, reason=reason, error=info, delay=delay)
         )

@@ -122,7 +122,7 @@ class Publisher:
 
     async def _write(self, batch: list[Event], usage: TokenUsage | None) -> int:
         last = batch[-1]
-        status = last.type if last.type in TERMINAL_TYPES else ""
+        status: str = last.type if last.type in TERMINAL_TYPES else ""
         if isinstance(last, Retry):
             status = "retrying"
         args: list[str | int | float] = [

@@ -47,7 +47,7 @@ def retry_delay(error: APIError, job: _JobBase, attempt: int) -> float | None:
 
 def backoff(retry_interval: float, attempt: int) -> float:
     """Exponential from `retry_interval`, capped, with jitter in [50 %, 100 %]."""
-    ceiling = min(retry_interval * 2 ** (attempt - 1), MAX_BACKOFF_S)
+    ceiling: float = min(retry_interval * 2.0 ** (attempt - 1), MAX_BACKOFF_S)
     return ceiling * random.uniform(0.5, 1.0)
 
 

@@ -22,7 +22,8 @@ from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from schemas.constants import CANCEL_CHANNEL, wake_channel
+from schemas.constants import CANCEL_CHANNEL, cancel_key, events_key, job_key, wake_channel
+from schemas.events import Error, ErrorInfo
 from schemas.settings import Settings
 from workers.scripts import Scripts
 
@@ -78,7 +79,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._pubsub is not None:
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self.anthropic_client.close()
 
     def wake_event(self, queue: str) -> asyncio.Event:
@@ -112,6 +113,31 @@ class Runtime:
         running.cancel_requested = True
         running.task.cancel()
         return True
+
+    async def reject(self, job_id: str, message: str) -> None:
+        """Ends a job that never reached a job function with an `error` event, if it exists."""
+        raw: bytes | None = await self.redis.hget(job_key(job_id), "attempt")  # type: ignore[misc]
+        if raw is None:
+            logger.warning("dropped queue entry %r: no such job", job_id)
+            return
+        attempt = raw.decode()
+        error = Error(
+            job_id=job_id,
+            attempt=int(attempt),
+            error=ErrorInfo(type="invalid_request", message=message),
+        )
+        await self.scripts.call(
+            "publish",
+            [job_key(job_id), events_key(job_id), cancel_key(job_id)],
+            [
+                attempt,
+                self.settings.stream_maxlen,
+                "error",
+                self.settings.stream_ttl_s,
+                "",
+                error.model_dump_json(),
+            ],
+        )
 
     def _remember_early_cancel(self, job_id: str) -> None:
         now = time.monotonic()

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from schemas.constants import CHAT_FUNCTION, CHAT_QUEUE, QUEUES
 from schemas.settings import Settings
 from workers.chat import chat
+from workers.redis_conn import REDIS_ERRORS, arq_redis_settings, resilient_redis
 from workers.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,12 @@ class RelayWorker(Worker):
             await self.on_startup(self.ctx)
         while True:
             self._wake.clear()
-            await self._poll_iteration()
+            try:
+                await self._poll_iteration()
+            except REDIS_ERRORS:
+                logger.warning("queue %s: redis unavailable; retrying", self.queue_name)
+                await asyncio.sleep(min(1.0, self.poll_delay_s))
+                continue
             if self.burst:
                 if 0 <= self.max_burst_jobs <= self._jobs_started():
                     await asyncio.gather(*self.tasks.values())
@@ -90,6 +96,17 @@ class RelayWorker(Worker):
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
         self._wake.set()
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        """arq gave up on a job before our function saw it (missing or unreadable envelope,
+        unknown function): say so on the job's stream rather than drop it silently."""
+        await super().finish_failed_job(job_id, result_data)
+        runtime: Runtime = self.ctx["relayq"]
+        await runtime.reject(
+            job_id,
+            "the queued job could not be read: its arq envelope is missing, is not JSON, "
+            "or names an unknown function",
+        )
 
 
 def build_worker(
@@ -106,7 +123,7 @@ def build_worker(
     return RelayWorker(
         functions=queue_functions(queue, settings),
         queue_name=QUEUES[queue],
-        redis_settings=RedisSettings.from_dsn(redis_url),
+        redis_settings=arq_redis_settings(redis_url),
         job_serializer=json_serializer,
         job_deserializer=json_deserializer,
         max_jobs=max_jobs or settings.max_jobs,
@@ -132,8 +149,8 @@ async def run_workers(
     poll_delay: float = 0.5,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Runs one worker per queue in this process until SIGTERM/SIGINT (or, in burst, until empty)."""
-    redis: Redis = Redis.from_url(redis_url)
+    """Runs one worker per queue until SIGTERM/SIGINT (or, with `burst`, until they are empty)."""
+    redis = resilient_redis(redis_url)
     runtime = await Runtime.start(redis, settings, queues=[QUEUES[q] for q in queues])
     workers = [
         build_worker(

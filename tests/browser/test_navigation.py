@@ -52,17 +52,17 @@ async def test_blocked_navigation_says_it_was_blocked(
 
 
 async def test_clicking_a_slow_link_settles_on_the_new_page(page: Page, base_url: str) -> None:
-    actions = PageActions(page=page, settle_timeout=3.0)
+    actions = PageActions(page=page, settle_timeout=10.0)
     tool = ComputerTool(actions=actions)
     await actions.navigate(f"{base_url}/page_a.html")
     await tool.execute("left_click", coordinate=await center(page, "#to-b"))
     assert await page.title() == "page B"
-    assert 250 <= tool.last_settle_ms < 3000
+    assert tool.last_settle_ms >= 250
     await tool.aclose()
 
 
 async def test_settle_waits_for_a_request_the_click_started(page: Page, base_url: str) -> None:
-    actions = PageActions(page=page, settle_timeout=3.0)
+    actions = PageActions(page=page, settle_timeout=10.0)
     tool = ComputerTool(actions=actions)
     await page.goto(f"{base_url}/fetch.html")
     await tool.execute("left_click", coordinate=await center(page, "#quick"))
@@ -77,18 +77,19 @@ async def test_settle_gives_up_at_the_cap_when_a_request_hangs(page: Page, base_
     await page.goto(f"{base_url}/fetch.html")
     started = time.monotonic()
     await tool.execute("left_click", coordinate=await center(page, "#hang"))
-    assert 290 <= tool.last_settle_ms <= 450
-    assert time.monotonic() - started < 1.5
+    assert 290 <= tool.last_settle_ms < 1500
+    assert time.monotonic() - started < 3.0
     assert await page.text_content("#status") == "idle"
     await tool.aclose()
 
 
-async def test_settle_on_a_quiet_page_is_quick(
-    tool: ComputerTool, page: Page, base_url: str
-) -> None:
+async def test_settle_on_a_quiet_page_does_not_wait_for_the_cap(page: Page, base_url: str) -> None:
+    actions = PageActions(page=page, settle_timeout=5.0)
+    tool = ComputerTool(actions=actions)
     await page.goto(f"{base_url}/page_b.html")
     await tool.execute("mouse_move", coordinate=[5, 5])
-    assert tool.last_settle_ms < 200
+    assert tool.last_settle_ms < 1000
+    await tool.aclose()
 
 
 async def test_wait_returns_a_screenshot_after_the_duration(tool: ComputerTool) -> None:
