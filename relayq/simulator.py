@@ -1091,7 +1091,7 @@ class _MessagesResponse(Response):
         watcher = asyncio.ensure_future(_watch_disconnect(receive, disconnected))
         with sim._stats.lock:
             sim._stats.in_flight += 1
-        outcome = "ok"
+        outcome = "server_error"
         try:
             outcome = await self._play(scope, receive, send, disconnected)
         except _Closing:

@@ -50,6 +50,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from playwright.async_api import BrowserContext, Frame, Page, ProxySettings, Route
+from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, ConfigDict, field_validator
 
 __all__ = [
@@ -504,7 +505,10 @@ class Guard:
         self.violations.append(violation)
         log.warning("browser guard: %s (%s)", violation.reason, violation.url)
         if self.on_violation is not None:
-            self.on_violation(violation)
+            try:
+                self.on_violation(violation)
+            except Exception:
+                log.exception("browser guard: on_violation callback failed")
 
     async def aclose(self) -> None:
         """Stop the navigation watchers (the context's own close drops its routes)."""
@@ -517,17 +521,18 @@ class Guard:
         reason, host = _scheme_block_reason(url)
         if reason is None and host:
             reason = _host_block_reason(_normalise_host(host), self.policy)
-        if reason is None:
-            await route.fallback()
-            return
-        self.record(Violation(url, f"blocked: {reason}", "route"))
-        await route.abort("blockedbyclient")
+        with contextlib.suppress(PlaywrightError):  # the context closed meanwhile
+            if reason is None:
+                await route.fallback()
+                return
+            self.record(Violation(url, f"blocked: {reason}", "route"))
+            await route.abort("blockedbyclient")
 
     def _watch(self, page: Page) -> None:
         page.on("framenavigated", self._on_navigated)
 
     def _on_navigated(self, frame: Frame) -> None:
-        if frame.url == _ERROR_PAGE:
+        if not frame.url or frame.url == _ERROR_PAGE:
             return
         subframe = frame.parent_frame is not None
         reason, _ = _scheme_block_reason(frame.url, subframe=subframe)
@@ -540,7 +545,7 @@ class Guard:
 
 
 async def _blank(frame: Frame) -> None:
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(PlaywrightError):
         await frame.goto("about:blank")
 
 

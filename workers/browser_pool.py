@@ -1,11 +1,11 @@
 """One Chromium per worker, and a fresh guarded context per job, leased from a warm pool.
 
-``size`` contexts are created ahead of time (viewport 1280x720, downloads off, service workers
+``size`` contexts are created ahead of time (``warm_viewport``, downloads off, service workers
 blocked, each behind its own :class:`~workers.browser_guard.EgressFilter`, which refuses every
 connection until a lease installs a policy). ``lease()`` hands out one of them, resizes its
-page to the job's display, installs the job's :class:`NetworkPolicy`, and closes the context
-when the block exits, however it exits; a replacement is warmed in the background. A context
-is never handed out twice.
+page to the job's display if that differs, installs the job's :class:`NetworkPolicy`, and
+closes the context when the block exits, however it exits; a replacement is warmed in the
+background. A context is never handed out twice.
 
 If Chromium has died, the next lease (or the ``disconnected`` event) launches a new one.
 ``aclose()`` gives Playwright ``close_timeout`` seconds, then SIGKILLs Chromium's process group
@@ -82,12 +82,14 @@ class BrowserPool:
         self,
         size: int = 2,
         *,
+        warm_viewport: tuple[int, int] = WARM_VIEWPORT,
         launcher: Launcher = _default_launcher,
         close_timeout: float = 5.0,
     ) -> None:
         if size < 0:
             raise ValueError("size must be >= 0")
         self.size = size
+        self.warm_viewport = warm_viewport
         self.close_timeout = close_timeout
         self.leases_served = 0
         self.relaunches = 0
@@ -186,14 +188,18 @@ class BrowserPool:
     @asynccontextmanager
     async def lease(
         self,
-        viewport: tuple[int, int] = WARM_VIEWPORT,
+        viewport: tuple[int, int] | None = None,
         policy: NetworkPolicy | None = None,
         *,
         on_violation: ViolationCallback | None = None,
     ) -> AsyncIterator[Lease]:
-        """A fresh context + page for one job, closed when the block exits."""
+        """A fresh context + page for one job, closed when the block exits.
+
+        ``viewport`` defaults to ``warm_viewport``; any other size costs a resize.
+        """
         if self._closed:
             raise RuntimeError("BrowserPool is closed")
+        viewport = viewport or self.warm_viewport
         slot, guard = await self._prepare(viewport, policy or NetworkPolicy(), on_violation)
         self.leases_served += 1
         try:
@@ -210,7 +216,7 @@ class BrowserPool:
         on_violation: ViolationCallback | None,
     ) -> tuple[_Slot, Guard]:
         for attempt in range(2):
-            slot = await self._take()
+            slot = await self._take(viewport)
             self._spawn_warm()
             try:
                 guard = await install_guard(
@@ -229,14 +235,14 @@ class BrowserPool:
                 log.warning("browser died while preparing a lease; relaunching")
         raise AssertionError("unreachable")
 
-    async def _take(self) -> _Slot:
+    async def _take(self, viewport: tuple[int, int]) -> _Slot:
         await self._ensure_browser()
         while self._warm:
             slot = self._warm.popleft()
             if slot.generation == self._generation and not slot.page.is_closed():
                 return slot
             self._track_close(self._discard(slot, None))
-        return await self._new_slot(WARM_VIEWPORT)
+        return await self._new_slot(viewport)
 
     # -- contexts ------------------------------------------------------------
 
@@ -286,7 +292,7 @@ class BrowserPool:
 
     async def _warm_one(self) -> None:
         try:
-            slot = await self._new_slot(WARM_VIEWPORT)
+            slot = await self._new_slot(self.warm_viewport)
         except Exception as exc:
             log.warning("warming a browser context failed: %r", exc)
             return

@@ -1,0 +1,196 @@
+"""Failure semantics with real worker processes on a Redis of the test's own: crash recovery,
+graceful shutdown, fencing, garbage on the queue, a Redis restart."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from relayq.client import Client
+from relayq.embedded_redis import EmbeddedRedis
+from relayq.simulator import Simulator, scripted_reply
+from relayq.transcript import transcript_of
+from schemas.constants import CHAT_QUEUE, JOBS_INDEX, events_key, job_key
+from schemas.events import Done, Error, Event, Retry, Started, Text
+from schemas.jobs import ChatJob
+from schemas.settings import Settings
+from tests.conftest import WorkerProcess, start_worker, worker_env
+
+LEASE_S = "3"
+
+
+@pytest.fixture
+def own_redis() -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis(appendonly=True) as server:
+        yield server
+
+
+@pytest.fixture
+async def own_client(own_redis: EmbeddedRedis) -> AsyncIterator[Client]:
+    async with Client(own_redis.url, settings=Settings(redis_url=own_redis.url)) as c:
+        yield c
+
+
+@pytest.fixture
+def spawn(own_redis: EmbeddedRedis, simulator: Simulator) -> Iterator[object]:
+    workers: list[WorkerProcess] = []
+
+    def spawn(**env: str) -> WorkerProcess:
+        w = start_worker(
+            worker_env(own_redis.url, simulator, RELAYQ_LEASE_S=LEASE_S, **env), "--queues", "chat"
+        )
+        workers.append(w)
+        return w
+
+    yield spawn
+    for w in workers:
+        w.process.kill()
+        w.process.wait()
+
+
+async def events_of(client: Client, job_id: str) -> list[Event]:
+    return [e.event async for e in client.events(job_id)]
+
+
+async def first(client: Client, job_id: str, kind: type[Event]) -> Event:
+    async for entry in client.events(job_id):
+        if isinstance(entry.event, kind):
+            return entry.event
+    raise AssertionError(f"the job ended without a {kind.__name__} event")
+
+
+def body(job: ChatJob) -> dict[str, object]:
+    return {"messages": [{"role": "user", "content": job.prompt}]}
+
+
+async def test_a_killed_workers_job_reruns_elsewhere_within_the_lease(
+    own_client: Client, spawn
+) -> None:  # type: ignore[no-untyped-def]
+    victim = spawn()
+    job = ChatJob(prompt="[[sim:tokens=300 rate=60]] survive a crash")
+    await own_client.submit(job)
+    await first(own_client, job.id, Text)
+
+    victim.process.send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    spawn()
+    events = await events_of(own_client, job.id)
+    lost = next(e for e in events if isinstance(e, Retry))
+    rerun = next(e for e in events if isinstance(e, Started) and e.attempt == 2)
+
+    assert lost.reason == "worker_lost" and lost.attempt == 1
+    assert rerun.ts - killed_at < 15, f"re-run {rerun.ts - killed_at:.1f} s after the kill"
+    assert isinstance(events[-1], Done) and events[-1].attempt == 2
+    assert transcript_of(events).text == scripted_reply(body(job))
+    assert sum(e.type in ("done", "error", "cancelled") for e in events) == 1
+
+
+async def test_sigterm_hands_a_long_job_back_with_reason_shutdown(
+    own_client: Client, spawn
+) -> None:  # type: ignore[no-untyped-def]
+    leaving = spawn(RELAYQ_SHUTDOWN_GRACE_S="0")
+    job = ChatJob(prompt="[[sim:tokens=300 rate=60]] outlive a shutdown")
+    await own_client.submit(job)
+    await first(own_client, job.id, Text)
+
+    leaving.process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(leaving.process.wait, 20) == 0
+    spawn()
+    events = await events_of(own_client, job.id)
+
+    (handed_back,) = [e for e in events if isinstance(e, Retry)]
+    assert handed_back.reason == "shutdown" and handed_back.attempt == 1
+    assert isinstance(events[-1], Done) and events[-1].attempt == 2
+    assert transcript_of(events).text == scripted_reply(body(job))
+
+
+async def test_sigterm_lets_a_short_running_job_finish_within_the_grace_period(
+    own_client: Client, spawn
+) -> None:  # type: ignore[no-untyped-def]
+    leaving = spawn(RELAYQ_SHUTDOWN_GRACE_S="20")
+    job = ChatJob(prompt="[[sim:tokens=40 rate=40]] finish before leaving")
+    await own_client.submit(job)
+    await first(own_client, job.id, Text)
+
+    leaving.process.send_signal(signal.SIGTERM)
+    events = await events_of(own_client, job.id)
+
+    assert not [e for e in events if isinstance(e, Retry)]
+    assert isinstance(events[-1], Done) and events[-1].attempt == 1
+    assert await asyncio.to_thread(leaving.process.wait, 20) == 0
+
+
+async def test_a_presumed_dead_attempt_cannot_publish_into_a_job_it_lost(
+    own_client: Client,
+) -> None:
+    from workers.publisher import Fenced, Publisher
+    from workers.scripts import Scripts
+
+    job = ChatJob(prompt="fenced")
+    await own_client.submit(job)
+    scripts = Scripts(own_client.redis)
+    await own_client.redis.hset(job_key(job.id), mapping={"attempt": "2", "status": "running"})
+    stale = Publisher(own_client.redis, scripts, job_id=job.id, attempt=1, maxlen=1000, ttl_s=60)
+
+    with pytest.raises(Fenced):
+        await stale.finish(Done(job_id=job.id, attempt=1))
+
+    raw = await own_client.redis.xrange(events_key(job.id))
+    assert [b'"queued"' in fields[b"event"] for _, fields in raw] == [True]
+
+
+async def test_garbage_on_the_queue_is_reported_and_the_worker_keeps_serving(
+    own_client: Client, spawn
+) -> None:  # type: ignore[no-untyped-def]
+    redis = own_client.redis
+    spawn()
+    # a job hash whose arq envelope is not JSON at all
+    await own_client._scripts.call(
+        "enqueue",
+        [
+            job_key("job_garbled"),
+            events_key("job_garbled"),
+            "arq:job:job_garbled",
+            CHAT_QUEUE,
+            JOBS_INDEX,
+        ],
+        ["job_garbled", "{}", "chat", "chat", "?", 1000, 60000, ""],
+    )
+    await redis.set("arq:job:job_garbled", b"\x80\x04\x95pickle? no thanks")
+    await redis.zadd(CHAT_QUEUE, {"job_garbled": 1})
+    # queue members with no job at all, and an envelope for an unknown function
+    await redis.zadd(CHAT_QUEUE, {"no_such_job": 1, "\u2603 snow": 1})
+    await redis.set("arq:job:job_unknown_fn", b'{"t":1,"f":"rm_rf","a":[],"k":{},"et":1}')
+    await redis.zadd(CHAT_QUEUE, {"job_unknown_fn": 1})
+
+    garbled = await events_of(own_client, "job_garbled")
+    good = ChatJob(prompt="after the garbage")
+    await own_client.submit(good)
+
+    assert isinstance(garbled[-1], Error) and garbled[-1].error.type == "invalid_request"
+    assert "could not be read" in garbled[-1].error.message
+    assert isinstance((await events_of(own_client, good.id))[-1], Done)
+
+
+async def test_jobs_survive_a_redis_restart(
+    own_redis: EmbeddedRedis, own_client: Client, spawn
+) -> None:  # type: ignore[no-untyped-def]
+    spawn()
+    before = ChatJob(prompt="[[sim:tokens=120 rate=60]] across a restart")
+    await own_client.submit(before)
+    await first(own_client, before.id, Text)
+
+    await asyncio.to_thread(own_redis.kill)
+    await asyncio.to_thread(own_redis.start)
+    after = ChatJob(prompt="submitted after the restart")
+    await own_client.submit(after)
+
+    for job in (before, after):
+        events = await events_of(own_client, job.id)
+        assert events[-1].type in ("done",), events[-1]
+        assert transcript_of(events).text == scripted_reply(body(job))
+        assert sum(e.type in ("done", "error", "cancelled") for e in events) == 1
