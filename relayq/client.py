@@ -28,6 +28,7 @@ from schemas.constants import (
     EVENT_FIELD,
     JOBS_INDEX,
     QUEUES,
+    blob_key,
     cancel_key,
     events_key,
     job_key,
@@ -182,6 +183,13 @@ class Client:
             [job_id, reason, self._settings.stream_maxlen, self._settings.stream_ttl_s],
         )
         return outcome.decode()  # type: ignore[return-value]
+
+    async def screenshot(self, job_id: str, blob: int) -> bytes:
+        """The image bytes a `screenshot` event refers to. Raises LookupError once expired."""
+        data: bytes | None = await self._redis.get(blob_key(job_id, blob))
+        if data is None:
+            raise LookupError(f"screenshot {blob} of job {job_id} is gone (expired or unknown)")
+        return data
 
     async def status(self, job_id: str) -> JobStatus:
         fields: dict[bytes, bytes] = await self._redis.hgetall(job_key(job_id))  # type: ignore[misc]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
 EVENT_VERSION: Literal[1] = 1
 
@@ -90,6 +90,30 @@ class Usage(_Event, TokenUsage):
     type: Literal["usage"] = "usage"
 
 
+class Action(_Event):
+    """The model asked for a browser action (input redacted per the job's rules)."""
+
+    type: Literal["action"] = "action"
+    step: int = Field(ge=1)
+    tool_use_id: str
+    action: str
+    input: dict[str, JsonValue]
+
+
+class Screenshot(_Event):
+    """The screen after step `step`; the bytes live at `relayq:{<job_id>}:blob:<blob>`."""
+
+    type: Literal["screenshot"] = "screenshot"
+    step: int = Field(ge=0)
+    blob: int = Field(ge=1)
+    media_type: str
+    width: int
+    height: int
+    size: int = Field(description="Bytes of the image.")
+    settle_ms: float | None = None
+    url: str | None = Field(default=None, description="The page's URL when it was taken.")
+
+
 class Retry(_Event):
     """Attempt ``attempt`` is void; attempt ``attempt + 1`` starts after ``delay`` seconds."""
 
@@ -116,11 +140,22 @@ class Cancelled(_Event):
 
 
 Event = Annotated[
-    Queued | Started | Text | Thinking | ToolCall | Usage | Retry | Error | Done | Cancelled,
+    Queued
+    | Started
+    | Text
+    | Thinking
+    | ToolCall
+    | Usage
+    | Action
+    | Screenshot
+    | Retry
+    | Error
+    | Done
+    | Cancelled,
     Field(discriminator="type"),
 ]
 TERMINAL_TYPES = frozenset({"done", "error", "cancelled"})
-OUTPUT_TYPES = frozenset({"text", "thinking", "tool_call", "usage"})
+OUTPUT_TYPES = frozenset({"text", "thinking", "tool_call", "usage", "action", "screenshot"})
 
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 

@@ -169,7 +169,58 @@ class ChatJob(_JobBase):
         return messages
 
 
-JOB_KINDS: dict[str, type[_JobBase]] = {"chat": ChatJob}
+class ComputerUseJob(_JobBase):
+    """Claude drives an isolated Chromium to carry out `task`, starting at `start_url`."""
+
+    kind: Literal["computer_use"] = "computer_use"
+    task: ShortText = Field(min_length=1)
+    start_url: str = Field(min_length=1, max_length=8192)
+    system: ShortText | None = Field(
+        default=None, description="Added to relayq's computer-use system prompt."
+    )
+    display_width: int = Field(default=1280, ge=320, le=1920)
+    display_height: int = Field(default=720, ge=240, le=1200)
+    tool_version: Literal["computer_20251124", "computer_20250124"] = "computer_20251124"
+    enable_zoom: bool = False
+    max_steps: int = Field(default=30, ge=1, le=500, description="Model turns that act.")
+    allowed_domains: list[Annotated[str, StringConstraints(max_length=253)]] = Field(
+        default_factory=list, max_length=256, description="Empty: any public host."
+    )
+    allow_private_network: bool = Field(
+        default=False, description="Let the browser reach loopback and private addresses."
+    )
+    screenshot_format: Literal["png", "jpeg", "webp"] = "png"
+    screenshot_quality: int | None = Field(default=None, ge=1, le=100)
+    keep_screenshots: int = Field(
+        default=3, ge=1, le=50, description="Most recent screenshots kept in the model's context."
+    )
+    caching: Literal["ephemeral"] | None = "ephemeral"
+    redact_typed_text: bool = Field(
+        default=False, description="Replace typed text with *** in action events."
+    )
+    secrets: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Values masked as *** wherever they would appear in events.",
+    )
+
+    @field_validator("start_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.lower().startswith(("http://", "https://")):
+            raise ValueError("start_url must be an http:// or https:// URL")
+        return url
+
+    @model_validator(mode="after")
+    def _zoom_needs_new_tool(self) -> ComputerUseJob:
+        if self.enable_zoom and self.tool_version != "computer_20251124":
+            raise ValueError("enable_zoom needs tool_version computer_20251124")
+        if self.screenshot_quality is not None and self.screenshot_format == "png":
+            raise ValueError("screenshot_quality applies to jpeg and webp only")
+        return self
+
+
+JOB_KINDS: dict[str, type[_JobBase]] = {"chat": ChatJob, "computer_use": ComputerUseJob}
 
 
 def parse_job(raw: str | bytes) -> _JobBase:

@@ -494,6 +494,10 @@ async def test_stats_and_reset() -> None:
 
 
 def test_run_in_thread_with_sync_client() -> None:
+    def simulator_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "relayq-simulator"}
+
+    others = simulator_threads()  # the test session's own simulator may be running
     with (
         run_in_thread(api_key="sk-thread") as sim,
         anthropic.Anthropic(base_url=sim.base_url, api_key="sk-thread", max_retries=0) as client,
@@ -502,7 +506,7 @@ def test_run_in_thread_with_sync_client() -> None:
         with client.messages.stream(**body) as stream:
             assert stream.get_final_text() == scripted_reply(body)
         assert sim.stats["outcomes"] == {"ok": 1}
-    assert not any(t.name == "relayq-simulator" for t in threading.enumerate())
+    assert simulator_threads() == others
     with pytest.raises(httpx.ConnectError):
         httpx.get(sim.base_url + "/_sim/stats")
 

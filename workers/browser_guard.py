@@ -12,9 +12,11 @@ Three layers, each closing a hole the one above leaves open:
    a loopback SOCKS5 proxy (``proxy=egress.proxy``; Playwright adds ``<-loopback>`` so loopback
    traffic is proxied too). Chromium hands it the host *name*; the filter applies the policy,
    resolves the name itself (``getaddrinfo``, every address must pass) and connects to exactly
-   the address it checked. This covers redirect hops, preconnects, WebSockets, requests
-   Playwright does not route, and DNS rebinding (there is no second resolution to rebind).
-   It sees only ``host:port``, so its violations carry ``host:port`` rather than a URL.
+   the address it checked. This covers redirect hops, WebSockets, requests Playwright does not
+   route (service-worker scripts), Chromium's speculative preconnects (so one blocked
+   navigation is often reported twice: ``network`` for the preconnect, ``route`` for the
+   request), and DNS rebinding (there is no second resolution to rebind). It sees only
+   ``host:port``, so its violations carry ``host:port`` rather than a URL.
 3. Navigations that never reach the network (``data:``, ``blob:``, ``chrome:``, ``javascript:``)
    are caught on ``framenavigated``: the frame is recorded and sent to ``about:blank``.
    Callers should still run :meth:`Guard.check_url` before ``page.goto`` so a bad start URL
@@ -28,10 +30,15 @@ and unique-local addresses (also IPv4 embedded in IPv6: mapped, 6to4, Teredo, NA
 ``allow_private_network``; unspecified, multicast, broadcast, reserved addresses and cloud
 metadata endpoints are always blocked. Ports are not restricted.
 
-Not covered: WebRTC UDP (add :data:`GUARD_LAUNCH_ARGS` when launching Chromium, which also
-refuses local DNS and makes the default context use a dead proxy); a page that renders a
-``data:`` document is visible until the ``about:blank`` navigation lands; side channels of
-allowed hosts (an allowed host may itself proxy anywhere).
+Launch Chromium with :data:`GUARD_LAUNCH_ARGS`: they stop WebRTC UDP (not proxied), refuse
+local DNS, and point everything outside a guarded context at a dead proxy.
+
+Not covered: a ``data:``/``blob:`` main-frame document is visible until the ``about:blank``
+navigation lands (run :meth:`Guard.check_url` before ``goto``); service workers are stopped by
+overriding ``register()`` in every document (``service_workers="block"`` plus our init
+script), which page script running before it could in principle get around, though their
+traffic still goes through the egress filter; what an allowed host does on our behalf (an
+open redirect is checked, an allowed host that proxies or fetches for us is not).
 """
 
 from __future__ import annotations
@@ -136,6 +143,8 @@ class NetworkPolicy(BaseModel):
     def allows_domain(self, host: str) -> bool:
         if not self.allowed_domains:
             return True
+        if parse_ip_literal(host) is not None:
+            return host in self.allowed_domains
         return any(host == d or host.endswith("." + d) for d in self.allowed_domains)
 
 
@@ -489,8 +498,8 @@ class Guard:
     policy: NetworkPolicy
     egress: EgressFilter | None = None
     on_violation: ViolationCallback | None = None
-    violations: list[Violation] = field(default_factory=list)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    violations: list[Violation] = field(default_factory=list, init=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     async def check_url(self, url: str) -> Violation | None:
         """Check a URL before ``page.goto``; a refused URL is recorded and returned."""

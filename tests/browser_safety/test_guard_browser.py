@@ -210,6 +210,20 @@ async def test_service_worker_registration_fails(pool: BrowserPool, site_a: Site
     assert "/sw.js" not in site_a.paths
 
 
+async def test_websocket_outside_allowed_domains_is_refused_by_the_egress_filter(
+    pool: BrowserPool, site_a: Site, site_b: Site, violations: Violations
+) -> None:
+    async with pool.lease(policy=LOCAL_ONLY, on_violation=violations.callback) as lease:
+        await lease.page.goto(site_a.url())
+        await lease.page.evaluate(
+            "url => { new WebSocket(url) }", f"ws://localhost:{site_b.port}/ws"
+        )
+        violation = await violations.next(layer="network")
+        assert violation.url == f"localhost:{site_b.port}"
+        assert "not in allowed domains" in violation.reason
+    assert "/ws" not in site_b.paths
+
+
 def _files_containing(payload: bytes, root: Path) -> list[Path]:
     found = []
     for directory in root.glob("playwright-artifacts-*"):
