@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Attempts of one job, whatever their cause (API retries, lost workers).",
     )
+    browser_pool_size: int = Field(
+        default=2, ge=0, le=64, description="Browser contexts a computer worker keeps warm."
+    )
+    computer_max_jobs: int = Field(
+        default=4, ge=1, description="Concurrent computer-use jobs per worker process."
+    )
     data_dir: Path = Field(
         default=Path(".relayq"), description="Where the embedded Redis keeps its files."
     )

@@ -91,6 +91,7 @@ GUARD_LAUNCH_ARGS: tuple[str, ...] = (
 NETWORK_SCHEMES = frozenset({"http", "https", "ws", "wss"})
 _SUBFRAME_LOCAL_SCHEMES = frozenset({"data", "blob"})
 _ABOUT_ALLOWED = frozenset({"about:blank", "about:srcdoc"})
+_NO_POLICY = "no network policy installed"
 _ERROR_PAGE = "chrome-error://chromewebdata/"  # Chromium's page for a failed (e.g. blocked) load
 
 _METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
@@ -443,7 +444,7 @@ class EgressFilter:
     ) -> tuple[asyncio.StreamReader | None, asyncio.StreamWriter | None]:
         policy = self.policy
         if policy is None:
-            reason: str | None = "no network policy installed"
+            reason: str | None = _NO_POLICY
             addresses: list[IPAddress] = []
         else:
             reason, addresses = await _vet_host(host, port, policy)
@@ -492,18 +493,30 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 @dataclass(eq=False)
 class Guard:
-    """The policy installed on one context, and every violation it has seen."""
+    """The policy installed on one context, and every violation it has seen.
+
+    ``policy=None`` refuses everything; :meth:`apply` swaps the policy without a round trip to
+    the browser, which is how a warm context is handed to a job.
+    """
 
     context: BrowserContext
-    policy: NetworkPolicy
+    policy: NetworkPolicy | None
     egress: EgressFilter | None = None
     on_violation: ViolationCallback | None = None
     violations: list[Violation] = field(default_factory=list, init=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
+    def apply(self, policy: NetworkPolicy, on_violation: ViolationCallback | None = None) -> None:
+        """Enforce ``policy`` from now on, reporting to ``on_violation``; forget old violations."""
+        self.policy = policy
+        self.on_violation = on_violation
+        self.violations = []
+        if self.egress is not None:
+            self.egress.policy = policy
+
     async def check_url(self, url: str) -> Violation | None:
         """Check a URL before ``page.goto``; a refused URL is recorded and returned."""
-        reason = await check_url(url, self.policy)
+        reason = _NO_POLICY if self.policy is None else await check_url(url, self.policy)
         if reason is None:
             return None
         violation = Violation(url, f"blocked: {reason}", "check")
@@ -527,9 +540,12 @@ class Guard:
 
     async def _route(self, route: Route) -> None:
         url = route.request.url
+        policy = self.policy
         reason, host = _scheme_block_reason(url)
-        if reason is None and host:
-            reason = _host_block_reason(_normalise_host(host), self.policy)
+        if reason is None and policy is None:
+            reason = _NO_POLICY
+        elif reason is None and policy is not None and host:
+            reason = _host_block_reason(_normalise_host(host), policy)
         with contextlib.suppress(PlaywrightError):  # the context closed meanwhile
             if reason is None:
                 await route.fallback()
@@ -560,7 +576,7 @@ async def _blank(frame: Frame) -> None:
 
 async def install_guard(
     context: BrowserContext,
-    policy: NetworkPolicy,
+    policy: NetworkPolicy | None,
     *,
     egress: EgressFilter | None = None,
     on_violation: ViolationCallback | None = None,
@@ -569,7 +585,8 @@ async def install_guard(
 
     Create the context with ``proxy=egress.proxy, accept_downloads=False,
     service_workers="block"`` and pass that ``egress`` here; without it redirect hops and DNS
-    answers are not checked. ``workers.browser_pool`` does all of this.
+    answers are not checked. ``workers.browser_pool`` does all of this. ``policy=None``
+    refuses everything until :meth:`Guard.apply`.
     """
     guard = Guard(context, policy, egress, on_violation)
     if egress is None:

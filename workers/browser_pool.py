@@ -71,6 +71,7 @@ class _Slot:
     context: BrowserContext
     page: Page
     egress: EgressFilter
+    guard: Guard
     generation: int
     viewport: tuple[int, int]
 
@@ -141,7 +142,7 @@ class BrowserPool:
             task.cancel()
         await asyncio.gather(*self._warm_tasks, return_exceptions=True)
         while self._warm:
-            self._track_close(self._discard(self._warm.popleft(), None))
+            self._track_close(self._discard(self._warm.popleft()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
                 asyncio.gather(*self._close_tasks, return_exceptions=True), self.close_timeout
@@ -157,6 +158,9 @@ class BrowserPool:
         groups = [*self._old_groups, *([self._group] if self._group else [])]
         self._group, self._old_groups = None, []
         await asyncio.gather(*(_kill_group(g) for g in groups))
+        for task in self._close_tasks:
+            task.cancel()
+        await asyncio.gather(*self._close_tasks, return_exceptions=True)
 
     async def settle(self) -> None:
         """Wait until background warming has finished (the warm pool is full or failed)."""
@@ -200,12 +204,12 @@ class BrowserPool:
         if self._closed:
             raise RuntimeError("BrowserPool is closed")
         viewport = viewport or self.warm_viewport
-        slot, guard = await self._prepare(viewport, policy or NetworkPolicy(), on_violation)
+        slot = await self._prepare(viewport, policy or NetworkPolicy(), on_violation)
         self.leases_served += 1
         try:
-            yield Lease(slot.context, slot.page, guard, viewport)
+            yield Lease(slot.context, slot.page, slot.guard, viewport)
         finally:
-            closing = self._track_close(self._discard(slot, guard))
+            closing = self._track_close(self._discard(slot))
             # Shielded: a second cancellation must not leave the context open.
             await asyncio.shield(closing)
 
@@ -214,21 +218,19 @@ class BrowserPool:
         viewport: tuple[int, int],
         policy: NetworkPolicy,
         on_violation: ViolationCallback | None,
-    ) -> tuple[_Slot, Guard]:
+    ) -> _Slot:
         for attempt in range(2):
             slot = await self._take(viewport)
             self._spawn_warm()
             try:
-                guard = await install_guard(
-                    slot.context, policy, egress=slot.egress, on_violation=on_violation
-                )
                 if slot.viewport != viewport:
                     width, height = viewport
                     await slot.page.set_viewport_size({"width": width, "height": height})
                     slot.viewport = viewport
-                return slot, guard
+                slot.guard.apply(policy, on_violation)
+                return slot
             except BaseException as exc:
-                await asyncio.shield(self._track_close(self._discard(slot, None)))
+                await asyncio.shield(self._track_close(self._discard(slot)))
                 browser_died = self._browser is None or not self._browser.is_connected()
                 if attempt or not isinstance(exc, PlaywrightError) or not browser_died:
                     raise
@@ -241,7 +243,7 @@ class BrowserPool:
             slot = self._warm.popleft()
             if slot.generation == self._generation and not slot.page.is_closed():
                 return slot
-            self._track_close(self._discard(slot, None))
+            self._track_close(self._discard(slot))
         return await self._new_slot(viewport)
 
     # -- contexts ------------------------------------------------------------
@@ -261,6 +263,7 @@ class BrowserPool:
                 service_workers="block",
             )
             self.contexts_live += 1
+            guard = await install_guard(context, None, egress=egress)
             page = await context.new_page()
         except BaseException:
             if context is not None:
@@ -269,12 +272,11 @@ class BrowserPool:
                     await asyncio.wait_for(context.close(), self.close_timeout)
             await egress.aclose()
             raise
-        return _Slot(context, page, egress, generation, viewport)
+        return _Slot(context, page, egress, guard, generation, viewport)
 
-    async def _discard(self, slot: _Slot, guard: Guard | None) -> None:
+    async def _discard(self, slot: _Slot) -> None:
         try:
-            if guard is not None:
-                await guard.aclose()
+            await slot.guard.aclose()
             await asyncio.wait_for(slot.context.close(), self.close_timeout)
         except Exception as exc:
             log.debug("closing a browser context failed: %r", exc)
@@ -299,7 +301,7 @@ class BrowserPool:
         finally:
             self._warming -= 1
         if self._closed:
-            self._track_close(self._discard(slot, None))
+            self._track_close(self._discard(slot))
         else:
             self._warm.append(slot)
 
@@ -336,7 +338,7 @@ class BrowserPool:
         stale = [s for s in self._warm if s.generation == self._generation]
         for slot in stale:
             self._warm.remove(slot)
-            self._track_close(self._discard(slot, None))
+            self._track_close(self._discard(slot))
         for _ in range(self.size):
             self._spawn_warm()
 

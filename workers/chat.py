@@ -26,7 +26,7 @@ from schemas.events import (
     ToolCall,
     Usage,
 )
-from schemas.jobs import ChatJob, NamedToolChoice, parse_job
+from schemas.jobs import ChatJob, NamedToolChoice, _JobBase, parse_job
 from workers.attempts import AttemptContext, run_attempt
 from workers.retry_policy import error_info, retry_delay
 
@@ -61,7 +61,7 @@ async def _run_chat(attempt: AttemptContext) -> None:
         conn_options=APIConnectOptions(max_retry=0, timeout=job.conn_options.timeout),
     )
     try:
-        async with asyncio.timeout_at(_deadline_loop_time(job)):
+        async with asyncio.timeout_at(deadline_loop_time(job)):
             async with stream:
                 async for chunk in stream:
                     for event in chunk_events(chunk, job.id, attempt.number):
@@ -200,7 +200,8 @@ def _tool_choice(choice: str | NamedToolChoice) -> ToolChoice:
     raise ValueError(f"unknown tool_choice {choice!r}")
 
 
-def _deadline_loop_time(job: ChatJob) -> float | None:
+def deadline_loop_time(job: _JobBase) -> float | None:
+    """The job's deadline on the event loop's clock, for `asyncio.timeout_at`."""
     if job.deadline is None:
         return None
     remaining = (job.deadline - datetime.now(UTC)).total_seconds()

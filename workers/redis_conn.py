@@ -17,13 +17,14 @@ def _retry() -> Retry:
 
 
 def resilient_redis(url: str) -> Redis:
-    return Redis.from_url(
+    client: Redis = Redis.from_url(
         url,
         retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         socket_keepalive=True,
         health_check_interval=15,
     )
+    return client
 
 
 def arq_redis_settings(url: str) -> RedisSettings:

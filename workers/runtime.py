@@ -25,6 +25,8 @@ from redis.asyncio.client import PubSub
 from schemas.constants import CANCEL_CHANNEL, cancel_key, events_key, job_key, wake_channel
 from schemas.events import Error, ErrorInfo
 from schemas.settings import Settings
+from workers.browser_pool import BrowserPool
+from workers.publisher import Fenced
 from workers.scripts import Scripts
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class Runtime:
     scripts: Scripts
     anthropic_client: anthropic.AsyncAnthropic
     running: dict[str, RunningJob] = field(default_factory=dict)
+    browser_pool: BrowserPool | None = None
     # cancels that arrived before their job registered here (pub/sub races the start script)
     early_cancels: dict[str, float] = field(default_factory=dict)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -81,6 +84,8 @@ class Runtime:
         if self._pubsub is not None:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self.anthropic_client.close()
+        if self.browser_pool is not None:
+            await self.browser_pool.aclose()
 
     def wake_event(self, queue: str) -> asyncio.Event:
         """Set whenever a job is enqueued on `queue`."""
@@ -113,6 +118,17 @@ class Runtime:
         running.cancel_requested = True
         running.task.cancel()
         return True
+
+    async def store_blob(self, job_id: str, attempt: int, data: bytes) -> int:
+        """Stores bytes (a screenshot) under the job's key space; returns the blob number."""
+        # until the terminal event shortens it, a blob outlives the longest possible attempt
+        ttl = int(self.settings.job_timeout_s) + self.settings.stream_ttl_s
+        n: int = await self.scripts.call(
+            "blob", [job_key(job_id)], [str(attempt), data, ttl, job_id]
+        )
+        if n < 0:
+            raise Fenced(job_id)
+        return n
 
     async def reject(self, job_id: str, message: str) -> None:
         """Ends a job that never reached a job function with an `error` event, if it exists."""

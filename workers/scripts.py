@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from importlib.resources import files
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-SCRIPT_NAMES = ("enqueue", "start", "publish", "cancel")
+SCRIPT_NAMES = ("enqueue", "start", "publish", "cancel", "blob")
 
 
 def script_source(name: str) -> str:
@@ -23,5 +24,5 @@ class Scripts:
             name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES
         }
 
-    async def call(self, name: str, keys: list[str], args: list[str | int | float]) -> Any:
+    async def call(self, name: str, keys: Sequence[str], args: Sequence[str | int | float | bytes]) -> Any:
         return await self._scripts[name](keys=keys, args=args)

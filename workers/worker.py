@@ -18,11 +18,18 @@ from typing import Any
 from arq import Worker
 from arq.connections import RedisSettings, create_pool
 from arq.worker import Function, func
-from redis.asyncio import Redis
 
-from schemas.constants import CHAT_FUNCTION, CHAT_QUEUE, QUEUES
+from schemas.constants import (
+    CHAT_FUNCTION,
+    CHAT_QUEUE,
+    COMPUTER_FUNCTION,
+    COMPUTER_QUEUE,
+    QUEUES,
+)
 from schemas.settings import Settings
+from workers.browser_pool import BrowserPool
 from workers.chat import chat
+from workers.computer import computer_use
 from workers.redis_conn import REDIS_ERRORS, arq_redis_settings, resilient_redis
 from workers.runtime import Runtime
 
@@ -47,6 +54,16 @@ def queue_functions(queue: str, settings: Settings) -> list[Function]:
                 func(
                     chat,
                     name=CHAT_FUNCTION,
+                    timeout=settings.job_timeout_s,
+                    max_tries=UNLIMITED_TRIES,
+                    keep_result=0,
+                )
+            ]
+        case "computer":
+            return [
+                func(
+                    computer_use,
+                    name=COMPUTER_FUNCTION,
                     timeout=settings.job_timeout_s,
                     max_tries=UNLIMITED_TRIES,
                     keep_result=0,
@@ -126,7 +143,8 @@ def build_worker(
         redis_settings=arq_redis_settings(redis_url),
         job_serializer=json_serializer,
         job_deserializer=json_deserializer,
-        max_jobs=max_jobs or settings.max_jobs,
+        max_jobs=max_jobs
+        or (settings.computer_max_jobs if queue == "computer" else settings.max_jobs),
         keep_result=0,
         poll_delay=poll_delay,
         burst=burst,
@@ -151,7 +169,12 @@ async def run_workers(
 ) -> None:
     """Runs one worker per queue until SIGTERM/SIGINT (or, with `burst`, until they are empty)."""
     redis = resilient_redis(redis_url)
+    for q in queues:
+        queue_functions(q, settings)  # an unknown queue name fails here, before anything starts
     runtime = await Runtime.start(redis, settings, queues=[QUEUES[q] for q in queues])
+    if "computer" in queues:
+        runtime.browser_pool = BrowserPool(size=settings.browser_pool_size)
+        await runtime.browser_pool.start()
     workers = [
         build_worker(
             q,
@@ -203,6 +226,31 @@ class WorkerSettings:
     @staticmethod
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["relayq"] = await Runtime.start(ctx["redis"], Settings(), queues=[CHAT_QUEUE])
+
+    @staticmethod
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await ctx["relayq"].aclose()
+
+
+class ComputerWorkerSettings:
+    """For `arq workers.worker.ComputerWorkerSettings`: browser jobs, on their own queue so that
+    their long timeouts never touch the chat queue's workers."""
+
+    functions = queue_functions("computer", Settings())
+    queue_name = COMPUTER_QUEUE
+    job_serializer = staticmethod(json_serializer)
+    job_deserializer = staticmethod(json_deserializer)
+    keep_result = 0
+    allow_abort_jobs = False
+    max_jobs = Settings().computer_max_jobs
+    redis_settings = RedisSettings.from_dsn(Settings().redis_url or "redis://localhost:6379")
+
+    @staticmethod
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        runtime = await Runtime.start(ctx["redis"], Settings(), queues=[COMPUTER_QUEUE])
+        runtime.browser_pool = BrowserPool(size=Settings().browser_pool_size)
+        await runtime.browser_pool.start()
+        ctx["relayq"] = runtime
 
     @staticmethod
     async def on_shutdown(ctx: dict[str, Any]) -> None:
