@@ -14,7 +14,7 @@ from rich.console import Console
 from relayq.client import Client, JobNotFound
 from relayq.embedded_redis import shared_redis_url, stop_shared_redis
 from relayq.watch import watch_json, watch_live
-from schemas.jobs import ChatJob, parse_job
+from schemas.jobs import ChatJob, _JobBase, parse_job
 from schemas.settings import Settings
 
 
@@ -54,12 +54,31 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int)
     chat.add_argument("--id", help="job id (default: generated); resubmitting is a no-op")
     chat.set_defaults(handler=_submit_chat)
+    computer = kinds.add_parser("computer", help="a computer-use job in a browser")
+    computer_source = computer.add_mutually_exclusive_group(required=True)
+    computer_source.add_argument("--task", help="what Claude should do in the browser")
+    computer_source.add_argument("--job-file", type=Path, help="a ComputerUseJob as JSON")
+    computer.add_argument("--url", help="the start URL (with --task)")
+    computer.add_argument("--allow-private-network", action="store_true")
+    computer.add_argument("--allowed-domain", action="append", default=None, dest="domains")
+    computer.add_argument("--max-steps", type=int)
+    computer.add_argument("--display", help="WIDTHxHEIGHT, default 1280x720")
+    computer.add_argument("--model")
+    computer.add_argument("--id")
+    computer.set_defaults(handler=_submit_computer)
 
     watch = commands.add_parser("watch", help="follow a job's events until it ends")
     watch.add_argument("job_id")
     watch.add_argument("--after", default="0", help="resume after this stream id")
     watch.add_argument("--json", action="store_true", help="one JSON event per line")
+    watch.add_argument("--save-screenshots", type=Path, metavar="DIR", help="write screenshots")
     watch.set_defaults(handler=_watch)
+
+    replay = commands.add_parser("replay", help="write a self-contained HTML replay of a job")
+    replay.add_argument("job_id")
+    replay.add_argument("-o", "--output", type=Path, required=True, help="the .html file")
+    replay.add_argument("--animation", type=Path, help="also write an animated .gif or .webp")
+    replay.set_defaults(handler=_replay)
 
     cancel = commands.add_parser("cancel", help="cancel a queued or running job")
     cancel.add_argument("job_id")
@@ -146,10 +165,9 @@ def _submit_chat(args: argparse.Namespace) -> int:
     return asyncio.run(_submit(job))
 
 
-async def _submit(job: ChatJob | object) -> int:
+async def _submit(job: _JobBase) -> int:
     settings = Settings()
     async with Client(redis_url(settings), settings=settings) as client:
-        assert isinstance(job, ChatJob)
         submitted = await client.submit(job)
     if not submitted.created:
         print(f"relayq: job {submitted.id} already exists ({submitted.status})", file=sys.stderr)
@@ -162,12 +180,65 @@ def _watch(args: argparse.Namespace) -> int:
         settings = Settings()
         async with Client(redis_url(settings), settings=settings) as client:
             try:
+                save = args.save_screenshots
+                if save is not None:
+                    save.mkdir(parents=True, exist_ok=True)
                 if args.json:
-                    return await watch_json(client, args.job_id, args.after)
-                return await watch_live(client, args.job_id, args.after, Console())
+                    return await watch_json(client, args.job_id, args.after, save_dir=save)
+                return await watch_live(client, args.job_id, args.after, Console(), save_dir=save)
             except JobNotFound:
                 print(f"relayq: no job {args.job_id}", file=sys.stderr)
                 return 2
+
+    return asyncio.run(run())
+
+
+def _submit_computer(args: argparse.Namespace) -> int:
+    if args.job_file is not None:
+        raw = sys.stdin.read() if str(args.job_file) == "-" else args.job_file.read_text()
+        fields: dict[str, object] = {"kind": "computer_use", **json.loads(raw)}
+    else:
+        if not args.url:
+            print("relayq: --task needs --url", file=sys.stderr)
+            return 2
+        fields = {"kind": "computer_use", "task": args.task, "start_url": args.url}
+    if args.display:
+        width, _, height = args.display.lower().partition("x")
+        if not (width.isdigit() and height.isdigit()):
+            print("relayq: --display takes WIDTHxHEIGHT, e.g. 1280x720", file=sys.stderr)
+            return 2
+        fields.update(display_width=int(width), display_height=int(height))
+    overrides = {
+        "allow_private_network": args.allow_private_network or None,
+        "allowed_domains": args.domains,
+        "max_steps": args.max_steps,
+        "model": args.model,
+        "id": args.id,
+    }
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        job = parse_job(json.dumps(fields))
+    except ValueError as e:
+        print(f"relayq: invalid job: {e}", file=sys.stderr)
+        return 2
+    return asyncio.run(_submit(job))
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from relayq.replay import write_replay
+
+    async def run() -> int:
+        settings = Settings()
+        async with Client(redis_url(settings), settings=settings) as client:
+            try:
+                path = await write_replay(
+                    client, args.job_id, args.output, animation=args.animation
+                )
+            except JobNotFound:
+                print(f"relayq: no job {args.job_id}", file=sys.stderr)
+                return 2
+        print(path)
+        return 0
 
     return asyncio.run(run())
 

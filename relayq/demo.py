@@ -1,8 +1,10 @@
 """`relayq demo`: the whole pipeline on one machine, on embedded defaults.
 
 A private redis-server, the API simulator (or the real API when ANTHROPIC_API_KEY is set), one
-worker process; then a chat job is submitted and streamed to the terminal, and (on the simulator)
-a second job shows a 529 overload retried without repeating any output.
+worker process for both queues; then a chat job is submitted and streamed to the terminal, (on
+the simulator) a second job shows a 529 overload retried without repeating any output, and a
+computer-use job signs up on a built-in demo page in a real Chromium, step by step, and leaves a
+self-contained HTML replay behind.
 """
 
 from __future__ import annotations
@@ -14,17 +16,20 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from rich.console import Console
 
 from relayq.client import Client
 from relayq.embedded_redis import EmbeddedRedis
+from relayq.replay import write_replay
+from relayq.static_server import serve_directory
 from relayq.watch import watch_live
-from schemas.jobs import ChatJob, ConnOptions
+from schemas.jobs import ChatJob, ComputerUseJob, ConnOptions
 from schemas.settings import Settings
 from workers.runtime import SIMULATOR_API_KEY
 
-WORKER_READY_TIMEOUT_S = 30.0
+REPLAY_PATH = Path("relayq-demo-replay.html")
 
 
 def run_demo(*, prompt: str) -> int:
@@ -32,7 +37,11 @@ def run_demo(*, prompt: str) -> int:
     use_real_api = bool(os.environ.get("ANTHROPIC_API_KEY")) and not os.environ.get(
         "ANTHROPIC_BASE_URL"
     )
-    with EmbeddedRedis(appendonly=False) as redis, _api(use_real_api) as (base_url, api_key):
+    with (
+        EmbeddedRedis(appendonly=False) as redis,
+        _api(use_real_api) as (base_url, api_key),
+        serve_directory() as site,
+    ):
         console.print(f"[dim]embedded Redis at {redis.url}[/]")
         console.print(
             "[dim]Anthropic API: "
@@ -48,11 +57,13 @@ def run_demo(*, prompt: str) -> int:
             env["ANTHROPIC_BASE_URL"] = base_url
         with _worker(env, console):
             return asyncio.run(
-                _jobs(redis.url, prompt, simulated=not use_real_api, console=console)
+                _jobs(redis.url, prompt, site, simulated=not use_real_api, console=console)
             )
 
 
-async def _jobs(redis_url: str, prompt: str, *, simulated: bool, console: Console) -> int:
+async def _jobs(
+    redis_url: str, prompt: str, site: str, *, simulated: bool, console: Console
+) -> int:
     async with Client(redis_url, settings=Settings(redis_url=redis_url)) as client:
         job = ChatJob(prompt=prompt, system="You are concise.", max_tokens=300)
         await client.submit(job)
@@ -66,6 +77,20 @@ async def _jobs(redis_url: str, prompt: str, *, simulated: bool, console: Consol
             await client.submit(flaky)
             console.rule(f"chat job {flaky.id}: a 529 first, then a retry")
             code = await watch_live(client, flaky.id, "0", console)
+        if code != 0:
+            return code
+        computer = ComputerUseJob(
+            task=("[[sim:plan=signup]] " if simulated else "")
+            + "Create an account for Ada Lovelace (ada@example.com) and accept the terms.",
+            start_url=f"{site}/demo_signup.html",
+            allow_private_network=True,  # the demo page is served from this machine
+            max_steps=15,
+        )
+        await client.submit(computer)
+        console.rule(f"computer-use job {computer.id}: Claude drives a real Chromium")
+        code = await watch_live(client, computer.id, "0", console)
+        replay = await write_replay(client, computer.id, REPLAY_PATH)
+        console.print(f"replay of the computer-use job: [bold]{replay.resolve()}[/]")
         return code
 
 
@@ -83,7 +108,7 @@ def _api(real: bool) -> Iterator[tuple[str | None, str]]:
 @contextlib.contextmanager
 def _worker(env: dict[str, str], console: Console) -> Iterator[None]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "relayq.cli", "worker", "--queues", "chat"],
+        [sys.executable, "-m", "relayq.cli", "worker", "--queues", "chat,computer"],
         env={**env, "RELAYQ_LOG_LEVEL": "WARNING"},
         stdout=subprocess.PIPE,
         text=True,

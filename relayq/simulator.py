@@ -48,11 +48,62 @@ Replies
   ``is_error``) plus filler, with ``stop_reason: "end_turn"``.
 * Extended thinking: with ``thinking`` ``{"type": "enabled", ...}`` or ``{"type": "adaptive"}`` the
   reply starts with a ``thinking`` block (``thinking_delta`` pieces, then one ``signature_delta``).
-* Usage: ``input_tokens`` is about a quarter of the JSON size of tools + system + messages.
+* Computer use: see the section below.
+* Usage: ``input_tokens`` is about a quarter of the JSON size of tools + system + messages, except
+  that every ``image`` block (also inside a ``tool_result``) counts as ``IMAGE_TOKENS`` (1200),
+  about what the API charges for a 1280x720 screenshot, whatever its base64 length.
   Prompt caching: the prefix up to each ``cache_control`` breakpoint is remembered per simulator;
   the first time it is seen it is reported as ``cache_creation_input_tokens``, later as
   ``cache_read_input_tokens`` (the longest remembered prefix wins, so moving the breakpoint forward
   each turn reads the old prefix and writes the new one). There is no minimum cacheable length.
+
+Computer use
+------------
+A request whose ``tools`` hold a computer tool (``type`` starting with ``computer_``, e.g.
+``computer_20251124`` with the ``computer-use-2025-11-24`` beta) is answered from a deterministic
+*plan*: a list of ``computer`` tool inputs. ``[[sim:plan=NAME]]`` in the task (the first user
+message) or the system prompt picks it; without one the plan is ``look``. The *step* of a request
+is the number of assistant turns in its conversation that called the ``computer`` tool
+(``computer_step(body)``); nothing else of the conversation matters (screenshots may be replaced
+by text placeholders, as context-trimming loops do), so a retry gets the same turn.
+
+* Step K < len(plan): a text block ``"Step K+1 of N: <caption>."`` and one ``tool_use`` block
+  (``id`` ``"toolu_sim_<K+1>"``, ``name`` ``"computer"``, ``input`` the plan's K-th entry,
+  streamed as ``input_json_delta`` pieces), ``stop_reason: "tool_use"``.
+* Step K >= len(plan): ``"Task complete: <plan description>."``, ``stop_reason: "end_turn"``.
+* If the last user turn's last ``tool_result`` has ``is_error``, the text starts
+  ``"The last action failed: <first 8 words of its text>."``; the plan goes on regardless.
+* A request with no tools (or ``tool_choice`` ``none``) after computer turns - the summary request
+  of a loop whose step budget ran out - gets one text block starting ``"Summary:"`` (how many of
+  the plan's actions ran, how many tool_results were errors), ``stop_reason: "end_turn"``.
+* A computer tool takes precedence over custom tools; ``tool_choice`` other than ``none`` is
+  ignored. ``max_tokens``, ``thinking``, ``badjson`` and ``rate`` behave as for other replies.
+
+====================  =========================================================================
+``look``              screenshot
+``signup``            fills ``relayq/static/demo_signup.html`` (1280x720, scale 1):
+                      left_click Name (940, 236); type "Ada Lovelace"; left_click Email
+                      (940, 316); type "ada@example.com"; left_click the terms checkbox
+                      (750, 456); left_click Create account (940, 518); screenshot
+``loop``              left_click Create account (940, 518), forever (``ENDLESS_PLANS``)
+``bad``               left_click (5000, 5000) (off-screen); action "teleport" (unknown);
+                      screenshot - the first two make the tool answer ``is_error``
+``scroll``            scroll down 5 at (640, 360); screenshot
+``navigate_blocked``  left_click the "Terms of service" link (815, 616), which leads off-site to
+                      https://terms.acme-cloud.example/ (for allow-list tests); screenshot
+====================  =========================================================================
+
+``COMPUTER_PLANS`` maps names to the inputs, ``DEMO_SIGNUP_TARGETS`` names the demo page's control
+centres, ``computer_plan(body)`` is a request's plan and ``scripted_computer_turn(body)`` the
+assistant turn it gets (``content`` blocks as the non-streaming API returns them, and
+``stop_reason``): pure functions, for tests to compare against.
+
+Directives in computer mode: the system prompt's apply to every turn; the task's ``plan``,
+``rate``, ``chaos``, ``badjson`` and ``tokens`` apply to every turn, its fault groups (``fail``,
+``midstream``, ``drop``, ``stall``) to the first turn only; a later user turn's apply to that
+turn. ``step=K`` in a fault group confines it to the request for step K (0-based), wherever it is
+written: ``[[sim:plan=signup]] [[sim:fail=529 step=2]]`` answers 529 to the first attempt of the
+third model turn.
 
 Directives
 ----------
@@ -87,6 +138,8 @@ the reply is computed, so they never show up in it. Keys:
 ``badjson=1``          the ``input_json_delta`` pieces of a tool call concatenate to invalid JSON
                        (streaming only; a non-streaming reply always carries a valid ``input``).
 ``chaos=0``            exempt this request from the simulator-wide ``fault_rate``.
+``plan=NAME``          the computer-use plan (see "Computer use"); unknown names are a 400.
+``step=K``             confine this group's fault to the request for computer step K.
 =====================  ==========================================================================
 
 Faults are counted per request *fingerprint*: a hash of the body without ``stream`` and
@@ -117,6 +170,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import copy
 import hashlib
 import json
 import random
@@ -127,7 +181,7 @@ import sys
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Literal, TypedDict
 
@@ -139,7 +193,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["Simulator", "main", "run_in_thread", "scripted_reply"]
+__all__ = [
+    "COMPUTER_PLANS",
+    "DEMO_SIGNUP_TARGETS",
+    "ENDLESS_PLANS",
+    "Simulator",
+    "computer_plan",
+    "computer_step",
+    "main",
+    "run_in_thread",
+    "scripted_computer_turn",
+    "scripted_reply",
+]
 
 JSON = dict[str, Any]
 
@@ -219,6 +284,7 @@ class FaultSpec:
     after: int = DEFAULT_MIDSTREAM_AFTER
     retry_after: float = 1.0
     source: str = "directive"
+    step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +294,7 @@ class Directives:
     rate: float | None = None
     badjson: bool = False
     chaos: bool = True
+    plan: str | None = None
 
 
 class DirectiveError(ValueError):
@@ -259,8 +326,10 @@ def _parse_group(text: str, acc: dict[str, Any]) -> FaultSpec | None:
             status = int(_parse_number(key, value, integer=True, minimum=400))
             if status > 599:
                 raise DirectiveError(f"sim directive fail={value}: not an HTTP error status")
-            kind, error_type = "fail", _ERROR_TYPES.get(status, "api_error" if status >= 500
-                                                        else "invalid_request_error")
+            kind, error_type = (
+                "fail",
+                _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error"),
+            )
         elif key == "midstream":
             if not re.fullmatch(r"[a-z_]+", value):
                 raise DirectiveError(f"sim directive midstream={value!r}: expected an error type")
@@ -279,11 +348,25 @@ def _parse_group(text: str, acc: dict[str, Any]) -> FaultSpec | None:
             acc["badjson"] = value not in ("0", "false", "no")
         elif key == "chaos":
             acc["chaos"] = value not in ("0", "false", "no", "off")
-        elif key not in ("times", "after", "retry_after"):
+        elif key == "plan":
+            if value not in _PLAN_STEPS:
+                raise DirectiveError(
+                    f"sim directive plan={value!r}: expected one of "
+                    f"{', '.join(sorted(_PLAN_STEPS))}"
+                )
+            acc["plan"] = value
+        elif key not in ("times", "after", "retry_after", "step"):
             raise DirectiveError(f"sim directive: unknown key {key!r}")
     if sum(k in pairs for k in ("fail", "midstream", "drop")) > 1:
         raise DirectiveError("sim directive: one of fail/midstream/drop per [[sim:...]] group")
+    step = (
+        int(_parse_number("step", pairs["step"], integer=True, minimum=0))
+        if "step" in pairs
+        else None
+    )
     if kind is None and "stall" not in pairs:
+        if step is not None:
+            raise DirectiveError("sim directive step=: only with fail/midstream/drop/stall")
         return None
     default_after = DEFAULT_STALL_AFTER if kind in (None, "fail") else DEFAULT_MIDSTREAM_AFTER
     return FaultSpec(
@@ -292,10 +375,13 @@ def _parse_group(text: str, acc: dict[str, Any]) -> FaultSpec | None:
         error_type=error_type,
         stall=stall,
         times=int(_parse_number("times", pairs.get("times", "1"), integer=True, minimum=0)),
-        after=int(_parse_number("after", pairs.get("after", str(default_after)),
-                                integer=True, minimum=-1)),
-        retry_after=_parse_number("retry_after", pairs.get("retry_after", "1"),
-                                  integer=False, minimum=0),
+        after=int(
+            _parse_number("after", pairs.get("after", str(default_after)), integer=True, minimum=-1)
+        ),
+        retry_after=_parse_number(
+            "retry_after", pairs.get("retry_after", "1"), integer=False, minimum=0
+        ),
+        step=step,
     )
 
 
@@ -357,8 +443,11 @@ def _custom_tools(body: Mapping[str, Any]) -> list[JSON]:
     tools = body.get("tools")
     if not isinstance(tools, list):
         return []
-    return [t for t in tools
-            if isinstance(t, dict) and t.get("type") in (None, "custom") and "name" in t]
+    return [
+        t
+        for t in tools
+        if isinstance(t, dict) and t.get("type") in (None, "custom") and "name" in t
+    ]
 
 
 def _thinking_enabled(body: Mapping[str, Any]) -> bool:
@@ -366,9 +455,43 @@ def _thinking_enabled(body: Mapping[str, Any]) -> bool:
     return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
 
 
+def _user_block_lists(body: Mapping[str, Any]) -> list[list[JSON]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return []
+    return [
+        _blocks(m.get("content"))
+        for m in messages
+        if isinstance(m, dict) and m.get("role") == "user"
+    ]
+
+
 def request_directives(body: Mapping[str, Any]) -> Directives:
-    """The directives of a request: system prompt first, then the last user message."""
-    return parse_directives(_system_text(body), _block_text(_last_user_blocks(body)))
+    """The directives of a request: system prompt first, then the last user message.
+
+    In computer-use mode the task (first user message) counts too: its ``plan``, ``rate``,
+    ``chaos``, ``badjson`` and ``tokens`` apply to every turn, its fault groups to the first turn
+    only unless they carry ``step=K``. A group with ``step=K`` (anywhere) strikes only the request
+    that is to produce computer step K (0-based), see ``computer_step``.
+    """
+    step = computer_step(body)
+    system = _system_text(body)
+    users = _user_block_lists(body)
+    last = _block_text(users[-1]) if users else ""
+    if len(users) > 1 and (_computer_tool(body) is not None or step > 0):
+        task = _block_text(users[0])
+        directives = parse_directives(system, task, last)
+        directives = replace(
+            directives,
+            faults=(
+                *parse_directives(system).faults,
+                *(f for f in parse_directives(task).faults if f.step is not None),
+                *parse_directives(last).faults,
+            ),
+        )
+    else:
+        directives = parse_directives(system, last)
+    return replace(directives, faults=tuple(f for f in directives.faults if f.step in (None, step)))
 
 
 def fingerprint(body: Mapping[str, Any]) -> str:
@@ -466,6 +589,207 @@ def _split_awkwardly(text: str) -> list[str]:
     return pieces
 
 
+# --------------------------------------------------------------------------- computer use
+
+IMAGE_TOKENS = 1200
+ERROR_WORDS = 8
+DEFAULT_COMPUTER_PLAN = "look"
+
+DEMO_SIGNUP_TARGETS: dict[str, tuple[int, int]] = {
+    "name": (940, 236),
+    "email": (940, 316),
+    "password": (940, 396),
+    "terms": (750, 456),
+    "submit": (940, 518),
+    "terms_link": (815, 616),
+}
+"""Centres of the controls of ``relayq/static/demo_signup.html`` at 1280x720, scale 1."""
+
+
+def _click(target: str) -> JSON:
+    x, y = DEMO_SIGNUP_TARGETS[target]
+    return {"action": "left_click", "coordinate": [x, y]}
+
+
+_SCREENSHOT: JSON = {"action": "screenshot"}
+# (caption, tool input) per step; the caption is the turn's text: "Step 2 of 7: <caption>."
+_PLAN_STEPS: dict[str, tuple[tuple[str, JSON], ...]] = {
+    "look": (("taking a screenshot", _SCREENSHOT),),
+    "signup": (
+        ("clicking the Name field", _click("name")),
+        ("typing the name", {"action": "type", "text": "Ada Lovelace"}),
+        ("clicking the Email field", _click("email")),
+        ("typing the email address", {"action": "type", "text": "ada@example.com"}),
+        ("ticking the terms checkbox", _click("terms")),
+        ("clicking Create account", _click("submit")),
+        ("taking a screenshot to check the result", _SCREENSHOT),
+    ),
+    "loop": (("clicking Create account", _click("submit")),),
+    "bad": (
+        ("clicking far outside the screen", {"action": "left_click", "coordinate": [5000, 5000]}),
+        ("trying the teleport action", {"action": "teleport"}),
+        ("taking a screenshot", _SCREENSHOT),
+    ),
+    "scroll": (
+        (
+            "scrolling down",
+            {
+                "action": "scroll",
+                "coordinate": [640, 360],
+                "scroll_direction": "down",
+                "scroll_amount": 5,
+            },
+        ),
+        ("taking a screenshot", _SCREENSHOT),
+    ),
+    "navigate_blocked": (
+        ("clicking the Terms of service link", _click("terms_link")),
+        ("taking a screenshot", _SCREENSHOT),
+    ),
+}
+_PLAN_DESCRIPTIONS: dict[str, str] = {
+    "look": "took a screenshot of the page",
+    "signup": "created the Acme Cloud account for Ada Lovelace (ada@example.com)",
+    "loop": "clicked Create account again and again",
+    "bad": "tried two invalid actions, then took a screenshot",
+    "scroll": "scrolled down the page and took a screenshot",
+    "navigate_blocked": "followed the Terms of service link and took a screenshot",
+}
+ENDLESS_PLANS: frozenset[str] = frozenset({"loop"})
+"""Plans that never finish: their steps repeat forever (for loop guards and step budgets)."""
+
+COMPUTER_PLANS: dict[str, list[JSON]] = {
+    name: [copy.deepcopy(tool_input) for _, tool_input in steps]
+    for name, steps in _PLAN_STEPS.items()
+}
+"""The computer-use plans by name: the ``computer`` tool inputs, in order (see module docs)."""
+
+
+def _computer_tool(body: Mapping[str, Any]) -> JSON | None:
+    tools = body.get("tools")
+    if not isinstance(tools, list):
+        return None
+    return next(
+        (
+            t
+            for t in tools
+            if isinstance(t, dict) and str(t.get("type", "")).startswith("computer_")
+        ),
+        None,
+    )
+
+
+def computer_step(body: Mapping[str, Any]) -> int:
+    """How many assistant turns of the conversation called the ``computer`` tool."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return 0
+    return sum(
+        1
+        for m in messages
+        if isinstance(m, dict)
+        and m.get("role") == "assistant"
+        and any(
+            b.get("type") == "tool_use" and b.get("name") == "computer"
+            for b in _blocks(m.get("content"))
+        )
+    )
+
+
+def _plan_name(body: Mapping[str, Any]) -> str:
+    return request_directives(body).plan or DEFAULT_COMPUTER_PLAN
+
+
+def computer_plan(body: Mapping[str, Any]) -> list[JSON]:
+    """The ``computer`` tool inputs the request's plan runs through, in order (a copy).
+
+    The plan is named by ``[[sim:plan=NAME]]`` in the task or the system prompt (default
+    ``look``); an endless plan (``ENDLESS_PLANS``) repeats its list forever. Raises
+    ``ValueError`` for an unknown plan or another malformed directive.
+    """
+    return copy.deepcopy(COMPUTER_PLANS[_plan_name(body)])
+
+
+def _last_error_words(last: list[JSON]) -> list[str] | None:
+    """The first words of the last user turn's last failed tool_result, or None if none failed."""
+    results = [b for b in last if b.get("type") == "tool_result"]
+    if not results or not results[-1].get("is_error"):
+        return None
+    text = _block_text([b for b in _blocks(results[-1].get("content")) if b.get("type") == "text"])
+    words = text.split()
+    if len(words) > ERROR_WORDS:
+        words = [*words[: ERROR_WORDS - 1], words[ERROR_WORDS - 1].rstrip(".,;:") + "..."]
+    return words
+
+
+def _computer_reply(body: Mapping[str, Any], directives: Directives, prompt: str) -> _Plan:
+    name = directives.plan or DEFAULT_COMPUTER_PLAN
+    steps = _PLAN_STEPS[name]
+    endless = name in ENDLESS_PLANS
+    step = computer_step(body)
+    tool = _computer_tool(body)
+    tool_choice = body.get("tool_choice")
+    if isinstance(tool_choice, dict) and tool_choice.get("type") == "none":
+        tool = None
+    max_tokens = body.get("max_tokens")
+    budget = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None
+    last = _last_user_blocks(body)
+
+    blocks: list[_Block] = []
+    if _thinking_enabled(body):
+        blocks.append(_thinking_block(prompt))
+    lead: list[str] = []
+    error_words = _last_error_words(last)
+    if error_words is not None and tool is not None:
+        lead = _sentence("The last action failed:", error_words, "no details.")
+    action: JSON | None = None
+    total = len(steps)
+    if tool is None:
+        lead = _summary(name, step, body).split()
+        stop_reason = "end_turn"
+    elif endless or step < total:
+        caption, action = steps[step % total]
+        where = f"Step {step + 1}:" if endless else f"Step {step + 1} of {total}:"
+        lead += [*where.split(), *f"{caption}.".split()]
+        stop_reason = "tool_use"
+    else:
+        lead += f"Task complete: {_PLAN_DESCRIPTIONS[name]}.".split()
+        stop_reason = "end_turn"
+    text_tokens = _tokens(lead, prompt, None)
+    if budget is not None and len(text_tokens) > budget:
+        text_tokens, stop_reason, action = text_tokens[:budget], "max_tokens", None
+    blocks.append(_Block("text", tuple(text_tokens)))
+    if action is not None:
+        blocks.append(
+            _tool_use_block(
+                f"toolu_sim_{step + 1}",
+                "computer",
+                copy.deepcopy(action),
+                badjson=directives.badjson,
+            )
+        )
+    return _finish(blocks, stop_reason, directives)
+
+
+def _summary(name: str, step: int, body: Mapping[str, Any]) -> str:
+    failed = sum(
+        1
+        for blocks in _user_block_lists(body)
+        for b in blocks
+        if b.get("type") == "tool_result" and b.get("is_error")
+    )
+    errors = f"{failed} of them failed" if failed else "none of them failed"
+    total = len(_PLAN_STEPS[name])
+    if name in ENDLESS_PLANS:
+        return f"Summary: I took {step} actions of the endless {name} plan and stopped; {errors}."
+    if step >= total:
+        return f"Summary: I {_PLAN_DESCRIPTIONS[name]}, in {total} actions; {errors}."
+    return (
+        f"Summary: I stopped after {step} of the {total} actions of the {name} plan; "
+        f"{errors}. The goal was that I {_PLAN_DESCRIPTIONS[name]}."
+    )
+
+
 # --------------------------------------------------------------------------- the reply plan
 
 
@@ -509,10 +833,41 @@ def _sentence(prefix: str, words: list[str], empty: str) -> list[str]:
     return [*prefix.split(), *words[:-1], last]
 
 
+def _thinking_block(prompt: str) -> _Block:
+    thought = _sentence("The user asked:", _words(prompt)[:PROMPT_WORDS], "nothing.")
+    thought += "I will answer with the scripted reply.".split()
+    text = "".join(_tokens(thought, prompt, None))
+    signature = base64.b64encode(hashlib.sha256(("sig:" + text).encode()).digest() * 2)
+    return _Block("thinking", tuple(_tokens(thought, prompt, None)), signature=signature.decode())
+
+
+def _tool_use_block(tool_id: str, name: str, tool_input: JSON, *, badjson: bool) -> _Block:
+    raw = _dumps(tool_input)
+    if badjson:
+        raw = raw[:-1] + ',"sim_badjson": }'
+    return _Block(
+        "tool_use",
+        tuple(_split_awkwardly(raw)),
+        tool_id=tool_id,
+        tool_name=name,
+        tool_input=tool_input,
+    )
+
+
+def _finish(blocks: list[_Block], stop_reason: str, directives: Directives) -> _Plan:
+    output_tokens = sum(
+        max(1, len("".join(b.pieces)) // 4) if b.kind == "tool_use" else len(b.pieces)
+        for b in blocks
+    )
+    return _Plan(tuple(blocks), stop_reason, max(1, output_tokens), directives)
+
+
 def _plan(body: Mapping[str, Any]) -> _Plan:
     directives = request_directives(body)
     last = _last_user_blocks(body)
     prompt = " ".join(strip_directives(_block_text(last)).split())
+    if _computer_tool(body) is not None or computer_step(body) > 0:
+        return _computer_reply(body, directives, prompt)
     results = [b for b in last if b.get("type") == "tool_result"]
     tool_choice = body.get("tool_choice")
     choice: JSON = tool_choice if isinstance(tool_choice, dict) else {}
@@ -523,12 +878,7 @@ def _plan(body: Mapping[str, Any]) -> _Plan:
 
     blocks: list[_Block] = []
     if _thinking_enabled(body):
-        thought = _sentence("The user asked:", _words(prompt)[:PROMPT_WORDS], "nothing.")
-        thought += "I will answer with the scripted reply.".split()
-        text = "".join(_tokens(thought, prompt, None))
-        signature = base64.b64encode(hashlib.sha256(("sig:" + text).encode()).digest() * 2)
-        blocks.append(_Block("thinking", tuple(_tokens(thought, prompt, None)),
-                             signature=signature.decode()))
+        blocks.append(_thinking_block(prompt))
 
     tool: JSON | None = None
     if tools and not results and choice.get("type") != "none":
@@ -543,8 +893,11 @@ def _plan(body: Mapping[str, Any]) -> _Plan:
     if results:
         text_of_results = " ".join(_tool_result_text(r) for r in results)
         failed = any(r.get("is_error") for r in results)
-        lead = _sentence("The tool reported an error:" if failed else "The tool said:",
-                         _words(text_of_results)[:RESULT_WORDS], "nothing.")
+        lead = _sentence(
+            "The tool reported an error:" if failed else "The tool said:",
+            _words(text_of_results)[:RESULT_WORDS],
+            "nothing.",
+        )
         count: int | None = directives.tokens or max(DEFAULT_REPLY_TOKENS, len(lead))
     else:
         lead = _sentence("Simulated reply to:", _words(prompt)[:PROMPT_WORDS], "(empty).")
@@ -564,19 +917,16 @@ def _plan(body: Mapping[str, Any]) -> _Plan:
         tool_input = example_value(tool.get("input_schema", {"type": "object"}), "input")
         if not isinstance(tool_input, dict):
             tool_input = {"value": tool_input}
-        raw = _dumps(tool_input)
-        if directives.badjson:
-            raw = raw[:-1] + ',"sim_badjson": }'
-        blocks.append(_Block("tool_use", tuple(_split_awkwardly(raw)),
-                             tool_id="toolu_sim" + body_id[:20], tool_name=str(tool["name"]),
-                             tool_input=tool_input))
+        blocks.append(
+            _tool_use_block(
+                "toolu_sim" + body_id[:20],
+                str(tool["name"]),
+                tool_input,
+                badjson=directives.badjson,
+            )
+        )
         stop_reason = "tool_use"
-
-    output_tokens = sum(
-        max(1, len("".join(b.pieces)) // 4) if b.kind == "tool_use" else len(b.pieces)
-        for b in blocks
-    )
-    return _Plan(tuple(blocks), stop_reason, max(1, output_tokens), directives)
+    return _finish(blocks, stop_reason, directives)
 
 
 def scripted_reply(body: Mapping[str, Any]) -> str:
@@ -587,6 +937,21 @@ def scripted_reply(body: Mapping[str, Any]) -> str:
     """
     plan = _plan(body)
     return "".join("".join(b.pieces) for b in plan.blocks if b.kind == "text")
+
+
+def scripted_computer_turn(body: Mapping[str, Any]) -> JSON:
+    """The assistant turn a request gets: ``{"role", "content", "stop_reason"}``.
+
+    ``content`` holds the blocks exactly as the non-streaming API returns them (a streamed reply
+    accumulates to the same). Pure and deterministic; meant for computer-use conversations but
+    works for any request. Raises ``ValueError`` for a malformed ``[[sim:...]]`` directive.
+    """
+    plan = _plan(body)
+    return {
+        "role": "assistant",
+        "content": [_final_block(b) for b in plan.blocks],
+        "stop_reason": plan.stop_reason,
+    }
 
 
 # --------------------------------------------------------------------------- wire payloads
@@ -619,8 +984,13 @@ def _final_block(block: _Block) -> JSON:
         return {"type": "thinking", "thinking": "".join(block.pieces), "signature": block.signature}
     if block.kind == "text":
         return {"type": "text", "text": "".join(block.pieces)}
-    return {"type": "tool_use", "id": block.tool_id, "name": block.tool_name,
-            "input": block.tool_input, "caller": {"type": "direct"}}
+    return {
+        "type": "tool_use",
+        "id": block.tool_id,
+        "name": block.tool_name,
+        "input": block.tool_input,
+        "caller": {"type": "direct"},
+    }
 
 
 def _start_block(block: _Block) -> JSON:
@@ -628,8 +998,13 @@ def _start_block(block: _Block) -> JSON:
         return {"type": "thinking", "thinking": "", "signature": ""}
     if block.kind == "text":
         return {"type": "text", "text": ""}
-    return {"type": "tool_use", "id": block.tool_id, "name": block.tool_name, "input": {},
-            "caller": {"type": "direct"}}
+    return {
+        "type": "tool_use",
+        "id": block.tool_id,
+        "name": block.tool_name,
+        "input": {},
+        "caller": {"type": "direct"},
+    }
 
 
 def _delta(block: _Block, piece: str) -> JSON:
@@ -648,36 +1023,73 @@ class _Event:
 
 
 def _message_shell(msg_id: str, model: str) -> JSON:
-    return {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": None, "stop_sequence": None}
+    return {
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+    }
 
 
 def _events(plan: _Plan, usage: _Usage, msg_id: str, model: str) -> list[_Event]:
     start_usage: JSON = {**usage.payload(1), "service_tier": "standard"}
-    events = [_Event("message_start", {"type": "message_start",
-                                        "message": {**_message_shell(msg_id, model),
-                                                    "usage": start_usage}})]
+    events = [
+        _Event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {**_message_shell(msg_id, model), "usage": start_usage},
+            },
+        )
+    ]
     for index, block in enumerate(plan.blocks):
-        events.append(_Event("content_block_start", {"type": "content_block_start", "index": index,
-                                                     "content_block": _start_block(block)}))
+        events.append(
+            _Event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": _start_block(block),
+                },
+            )
+        )
         if index == 0:
             events.append(_Event("ping", {"type": "ping"}))
         for piece in block.pieces:
-            events.append(_Event("content_block_delta", {"type": "content_block_delta",
-                                                         "index": index,
-                                                         "delta": _delta(block, piece)},
-                                 is_delta=True))
+            events.append(
+                _Event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": _delta(block, piece)},
+                    is_delta=True,
+                )
+            )
         if block.kind == "thinking":
-            events.append(_Event("content_block_delta", {
-                "type": "content_block_delta", "index": index,
-                "delta": {"type": "signature_delta", "signature": block.signature}}))
+            events.append(
+                _Event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "signature_delta", "signature": block.signature},
+                    },
+                )
+            )
         events.append(_Event("content_block_stop", {"type": "content_block_stop", "index": index}))
     if not plan.blocks:
         events.append(_Event("ping", {"type": "ping"}))
-    events.append(_Event("message_delta", {
-        "type": "message_delta",
-        "delta": {"stop_reason": plan.stop_reason, "stop_sequence": None},
-        "usage": usage.payload(plan.output_tokens)}))
+    events.append(
+        _Event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": plan.stop_reason, "stop_sequence": None},
+                "usage": usage.payload(plan.output_tokens),
+            },
+        )
+    )
     events.append(_Event("message_stop", {"type": "message_stop"}))
     return events
 
@@ -687,29 +1099,60 @@ def _sse(name: str, data: JSON) -> bytes:
 
 
 def _error_body(error_type: str, message: str, request_id: str) -> JSON:
-    return {"type": "error", "error": {"type": error_type, "message": message},
-            "request_id": request_id}
+    return {
+        "type": "error",
+        "error": {"type": error_type, "message": message},
+        "request_id": request_id,
+    }
 
 
-def _error_response(status: int, error_type: str, message: str, request_id: str,
-                    headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(_error_body(error_type, message, request_id), status_code=status,
-                        headers={"request-id": request_id, **(headers or {})})
+def _error_response(
+    status: int,
+    error_type: str,
+    message: str,
+    request_id: str,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        _error_body(error_type, message, request_id),
+        status_code=status,
+        headers={"request-id": request_id, **(headers or {})},
+    )
 
 
 # --------------------------------------------------------------------------- prompt accounting
 
 
-def _prompt_segments(body: Mapping[str, Any]) -> list[tuple[str, bool]]:
-    """(canonical JSON without cache_control, is a breakpoint) in the API's prefix order."""
+_IMAGE_STUB_SIZE = len(_dumps({"type": "image", "sim_image": _digest("")[:32]}))
 
-    def segment(role: str, block: Any) -> tuple[str, bool]:
+
+def _stub_images(value: Any, images: list[int]) -> Any:
+    """``value`` with every image block replaced by a fixed-size stub naming its data's hash."""
+    if isinstance(value, list):
+        return [_stub_images(v, images) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if value.get("type") == "image":
+        images.append(1)
+        return {"type": "image", "sim_image": _digest(_dumps(value.get("source")))[:32]}
+    return {k: _stub_images(v, images) for k, v in value.items()}
+
+
+def _prompt_segments(body: Mapping[str, Any]) -> list[tuple[str, bool, int]]:
+    """(canonical JSON without cache_control, is a breakpoint, size in chars) in the API's prefix
+    order. An image block counts as ``IMAGE_TOKENS`` tokens (4 chars each), whatever its size."""
+
+    def segment(role: str, block: Any) -> tuple[str, bool, int]:
+        images: list[int] = []
         if isinstance(block, dict):
             clean = {k: v for k, v in block.items() if k != "cache_control"}
-            return _dumps({"role": role, "block": clean}), block.get("cache_control") is not None
-        return _dumps({"role": role, "block": block}), False
+            text = _dumps({"role": role, "block": _stub_images(clean, images)})
+            marked = block.get("cache_control") is not None
+        else:
+            text, marked = _dumps({"role": role, "block": block}), False
+        return text, marked, len(text) + len(images) * (IMAGE_TOKENS * 4 - _IMAGE_STUB_SIZE)
 
-    segments: list[tuple[str, bool]] = []
+    segments: list[tuple[str, bool, int]] = []
     tools = body.get("tools")
     for tool in tools if isinstance(tools, list) else []:
         segments.append(segment("tool", tool))
@@ -724,7 +1167,7 @@ def _prompt_segments(body: Mapping[str, Any]) -> list[tuple[str, bool]]:
 
 
 def count_input_tokens(body: Mapping[str, Any]) -> int:
-    return max(1, sum(len(s) for s, _ in _prompt_segments(body)) // 4)
+    return max(1, sum(size for _, _, size in _prompt_segments(body)) // 4)
 
 
 # --------------------------------------------------------------------------- the server
@@ -780,8 +1223,16 @@ class _Exchange:
 class Simulator:
     """The simulator server. Use as ``async with Simulator(...) as sim:`` or start()/aclose()."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
-                 tokens_per_second: float = 0.0, fault_rate: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        tokens_per_second: float = 0.0,
+        fault_rate: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError("fault_rate must be within [0, 1]")
         self.host = host
@@ -826,14 +1277,22 @@ class Simulator:
             raise RuntimeError("Simulator already started")
         self._closing = asyncio.Event()
         family, kind, proto, _, address = socket.getaddrinfo(
-            self.host, self.port, type=socket.SOCK_STREAM)[0]
+            self.host, self.port, type=socket.SOCK_STREAM
+        )[0]
         sock = socket.socket(family, kind, proto)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(address)
             sock.setblocking(False)
-            config = uvicorn.Config(self.app, http="h11", lifespan="off", log_config=None,
-                                    access_log=False, ws="none", timeout_keep_alive=30)
+            config = uvicorn.Config(
+                self.app,
+                http="h11",
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                ws="none",
+                timeout_keep_alive=30,
+            )
             config.load()
             server = uvicorn.Server(config)
             server.lifespan = config.lifespan_class(config)
@@ -871,8 +1330,12 @@ class Simulator:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.aclose()
 
     # ---- small endpoints
@@ -885,8 +1348,12 @@ class Simulator:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         error_type = _ERROR_TYPES.get(status, "invalid_request_error")
         detail = exc.detail if isinstance(exc, HTTPException) else "Internal server error"
-        return _error_response(status, error_type, f"{detail}: {request.method} {request.url.path}",
-                               self._next_request_id())
+        return _error_response(
+            status,
+            error_type,
+            f"{detail}: {request.method} {request.url.path}",
+            self._next_request_id(),
+        )
 
     async def _get_stats(self, request: Request) -> Response:
         return JSONResponse(self.stats, headers={"request-id": self._next_request_id()})
@@ -902,8 +1369,9 @@ class Simulator:
         body, error = await self._read_body(request, request_id, need_max_tokens=False)
         if error is not None:
             return error
-        return JSONResponse({"input_tokens": count_input_tokens(body)},
-                            headers={"request-id": request_id})
+        return JSONResponse(
+            {"input_tokens": count_input_tokens(body)}, headers={"request-id": request_id}
+        )
 
     # ---- /v1/messages
 
@@ -913,25 +1381,29 @@ class Simulator:
             auth = request.headers.get("authorization", "")
             key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         if not key:
-            return _error_response(401, "authentication_error", "x-api-key header is required",
-                                   request_id)
+            return _error_response(
+                401, "authentication_error", "x-api-key header is required", request_id
+            )
         if self.api_key is not None and key != self.api_key:
             return _error_response(401, "authentication_error", "invalid x-api-key", request_id)
         return None
 
-    async def _read_body(self, request: Request, request_id: str, *,
-                         need_max_tokens: bool = True) -> tuple[JSON, Response | None]:
+    async def _read_body(
+        self, request: Request, request_id: str, *, need_max_tokens: bool = True
+    ) -> tuple[JSON, Response | None]:
         denied = self._authenticate(request, request_id)
         if denied is not None:
             return {}, denied
         try:
             body = json.loads(await request.body())
         except ValueError:
-            return {}, _error_response(400, "invalid_request_error",
-                                       "The request body is not valid JSON.", request_id)
+            return {}, _error_response(
+                400, "invalid_request_error", "The request body is not valid JSON.", request_id
+            )
         if not isinstance(body, dict):
-            return {}, _error_response(400, "invalid_request_error",
-                                       "The request body must be a JSON object.", request_id)
+            return {}, _error_response(
+                400, "invalid_request_error", "The request body must be a JSON object.", request_id
+            )
         problem = _validate(body, need_max_tokens=need_max_tokens)
         if problem is not None:
             return {}, _error_response(400, "invalid_request_error", problem, request_id)
@@ -979,11 +1451,13 @@ class Simulator:
             return None
         choice = rng.choice(("529", "500", "429", "midstream"))
         if choice == "midstream":
-            return FaultSpec("midstream", error_type="overloaded_error", after=rng.randint(0, 3),
-                             source="chaos")
+            return FaultSpec(
+                "midstream", error_type="overloaded_error", after=rng.randint(0, 3), source="chaos"
+            )
         status = int(choice)
-        return FaultSpec("fail", status=status, error_type=_ERROR_TYPES[status], retry_after=0,
-                         source="chaos")
+        return FaultSpec(
+            "fail", status=status, error_type=_ERROR_TYPES[status], retry_after=0, source="chaos"
+        )
 
     def _usage(self, body: Mapping[str, Any]) -> _Usage:
         segments = _prompt_segments(body)
@@ -991,18 +1465,19 @@ class Simulator:
         prefix_hashes: list[str] = []
         prefix_tokens: list[int] = []
         size = 0
-        for text, _ in segments:
+        for text, _, length in segments:
             running.update(b"\x1e" + text.encode())
             prefix_hashes.append(running.hexdigest())
-            size += len(text)
+            size += length
             prefix_tokens.append(size // 4)
         total = max(1, size // 4)
-        breakpoints = [i for i, (_, marked) in enumerate(segments) if marked]
+        breakpoints = [i for i, (_, marked, _) in enumerate(segments) if marked]
         if not breakpoints:
             return _Usage(total, 0, 0)
         last = breakpoints[-1]
-        read = next((prefix_tokens[i] for i in range(last, -1, -1)
-                     if prefix_hashes[i] in self._cache), 0)
+        read = next(
+            (prefix_tokens[i] for i in range(last, -1, -1) if prefix_hashes[i] in self._cache), 0
+        )
         created = 0 if prefix_hashes[last] in self._cache else prefix_tokens[last] - read
         self._cache.update(prefix_hashes[i] for i in breakpoints)
         self._stats.bump("cache", "read_tokens", read)
@@ -1027,8 +1502,9 @@ class Simulator:
         closing = asyncio.ensure_future(self._closing.wait())
         gone = asyncio.ensure_future(disconnected.wait())
         try:
-            await asyncio.wait({closing, gone}, timeout=seconds,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {closing, gone}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             closing.cancel()
             gone.cancel()
@@ -1108,8 +1584,9 @@ class _MessagesResponse(Response):
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 
-    async def _play(self, scope: Scope, receive: Receive, send: Send,
-                    disconnected: asyncio.Event) -> str:
+    async def _play(
+        self, scope: Scope, receive: Receive, send: Send, disconnected: asyncio.Event
+    ) -> str:
         sim, ex, fault = self.sim, self.exchange, self.exchange.fault
         before_headers = fault is not None and (fault.after < 0 or not ex.stream)
         if fault is not None and fault.stall and (before_headers or fault.kind == "fail"):
@@ -1120,43 +1597,63 @@ class _MessagesResponse(Response):
         if fault is not None and fault.kind == "fail":
             headers = {"retry-after": f"{fault.retry_after:g}"} if fault.status == 429 else {}
             message = _ERROR_MESSAGES.get(fault.error_type, "Simulated failure")
-            await _error_response(fault.status, fault.error_type, message, ex.request_id,
-                                  headers)(scope, receive, send)
+            await _error_response(fault.status, fault.error_type, message, ex.request_id, headers)(
+                scope, receive, send
+            )
             return f"http_{fault.status}"
         if fault is not None and fault.kind == "midstream" and not ex.stream:
             status = _STATUS_FOR_ERROR_TYPE.get(fault.error_type, 500)
             message = _ERROR_MESSAGES.get(fault.error_type, "Simulated failure")
             headers = {"retry-after": "0"} if status == 429 else {}
-            await _error_response(status, fault.error_type, message, ex.request_id,
-                                  headers)(scope, receive, send)
+            await _error_response(status, fault.error_type, message, ex.request_id, headers)(
+                scope, receive, send
+            )
             return f"http_{status}"
 
         usage = sim._usage(ex.body)
         model = str(ex.body["model"])
         msg_id = "msg_sim" + _digest(fingerprint(ex.body), ex.request_id)[:20]
         if not ex.stream:
-            message_json = {**_message_shell(msg_id, model),
-                            "content": [_final_block(b) for b in ex.plan.blocks],
-                            "stop_reason": ex.plan.stop_reason,
-                            "usage": {**usage.payload(ex.plan.output_tokens),
-                                      "service_tier": "standard"}}
+            message_json = {
+                **_message_shell(msg_id, model),
+                "content": [_final_block(b) for b in ex.plan.blocks],
+                "stop_reason": ex.plan.stop_reason,
+                "usage": {**usage.payload(ex.plan.output_tokens), "service_tier": "standard"},
+            }
             await JSONResponse(message_json, headers={"request-id": ex.request_id})(
-                scope, receive, send)
+                scope, receive, send
+            )
             return "ok"
         return await self._stream(scope, send, disconnected, usage, msg_id, model)
 
-    async def _stream(self, scope: Scope, send: Send, disconnected: asyncio.Event,
-                      usage: _Usage, msg_id: str, model: str) -> str:
+    async def _stream(
+        self,
+        scope: Scope,
+        send: Send,
+        disconnected: asyncio.Event,
+        usage: _Usage,
+        msg_id: str,
+        model: str,
+    ) -> str:
         sim, ex = self.sim, self.exchange
         fault = ex.fault
         stall_at = fault.after if fault is not None and fault.stall and fault.after >= 0 else None
-        end_at = max(fault.after, 0) if fault is not None and fault.kind in (
-            "midstream", "drop") else None
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-cache"),
-            (b"request-id", ex.request_id.encode()),
-        ]})
+        end_at = (
+            max(fault.after, 0)
+            if fault is not None and fault.kind in ("midstream", "drop")
+            else None
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"request-id", ex.request_id.encode()),
+                ],
+            }
+        )
         loop = asyncio.get_running_loop()
         interval = 1.0 / ex.rate if ex.rate > 0 else 0.0
         started = loop.time()
@@ -1180,8 +1677,12 @@ class _MessagesResponse(Response):
                     sim._abort(scope)
                     return "dropped"
                 message = _ERROR_MESSAGES.get(fault.error_type, "Simulated failure")
-                await emit(_sse("error", {"type": "error", "error": {
-                    "type": fault.error_type, "message": message}}))
+                await emit(
+                    _sse(
+                        "error",
+                        {"type": "error", "error": {"type": fault.error_type, "message": message}},
+                    )
+                )
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return f"midstream_{fault.error_type}"
             return None
@@ -1244,9 +1745,14 @@ def run_in_thread(**kwargs: Any) -> Iterator[Simulator]:
 
 
 async def _serve_until_signalled(args: argparse.Namespace) -> None:
-    sim = Simulator(host=args.host, port=args.port, api_key=args.api_key,
-                    tokens_per_second=args.tokens_per_second, fault_rate=args.fault_rate,
-                    seed=args.seed)
+    sim = Simulator(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        tokens_per_second=args.tokens_per_second,
+        fault_rate=args.fault_rate,
+        seed=args.seed,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -1264,14 +1770,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m relayq.simulator",
         description="Anthropic-compatible Messages API simulator (see the module docs for the "
-                    "[[sim:...]] directive language).")
+        "[[sim:...]] directive language).",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--api-key", default=None, help="accept only this x-api-key")
-    parser.add_argument("--tokens-per-second", type=float, default=0.0,
-                        help="streaming rate; 0 = as fast as possible")
-    parser.add_argument("--fault-rate", type=float, default=0.0,
-                        help="fraction of requests that fail (529/500/429/mid-stream)")
+    parser.add_argument(
+        "--tokens-per-second",
+        type=float,
+        default=0.0,
+        help="streaming rate; 0 = as fast as possible",
+    )
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        help="fraction of requests that fail (529/500/429/mid-stream)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for --fault-rate")
     args = parser.parse_args(argv)
     try:

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schemas.events import (
+    Action,
     Done,
     Error,
     ErrorInfo,
     Event,
     Retry,
+    Screenshot,
     Text,
     Thinking,
     TokenUsage,
@@ -29,6 +31,8 @@ class Transcript:
     text: str = ""
     thinking: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    screenshots: list[Screenshot] = field(default_factory=list)
     usage: TokenUsage = field(default_factory=TokenUsage)
     retries: list[Retry] = field(default_factory=list)
     terminal: Event | None = None
@@ -68,6 +72,10 @@ class Transcript:
                 self.thinking += event.text
             case ToolCall():
                 self.tool_calls.append(event)
+            case Action():
+                self.actions.append(event)
+            case Screenshot():
+                self.screenshots.append(event)
             case Usage():
                 self.usage = self.usage + TokenUsage.model_validate(
                     event.model_dump(include=set(TokenUsage.model_fields))
@@ -79,6 +87,8 @@ class Transcript:
         self.text = ""
         self.thinking = ""
         self.tool_calls = []
+        self.actions = []
+        self.screenshots = []
         self.usage = TokenUsage()
 
 

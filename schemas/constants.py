@@ -38,3 +38,11 @@ def blob_key(job_id: str, n: int) -> str:
 def wake_channel(queue: str) -> str:
     """Published to by the enqueue script so that idle workers start the job at once."""
     return f"{queue}:wake"
+
+
+def worker_key(worker_id: str) -> str:
+    """A live worker's description (JSON), expiring a few heartbeats after it stops."""
+    return f"relayq:worker:{worker_id}"
+
+
+WORKERS_PATTERN = "relayq:worker:*"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -22,7 +23,14 @@ from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from schemas.constants import CANCEL_CHANNEL, cancel_key, events_key, job_key, wake_channel
+from schemas.constants import (
+    CANCEL_CHANNEL,
+    cancel_key,
+    events_key,
+    job_key,
+    wake_channel,
+    worker_key,
+)
 from schemas.events import Error, ErrorInfo
 from schemas.settings import Settings
 from workers.browser_pool import BrowserPool
@@ -83,6 +91,8 @@ class Runtime:
                 await task
         if self._pubsub is not None:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(Exception):
+            await self.redis.delete(worker_key(self.worker_id))
         await self.anthropic_client.close()
         if self.browser_pool is not None:
             await self.browser_pool.aclose()
@@ -183,19 +193,43 @@ class Runtime:
                 with contextlib.suppress(Exception):
                     await self._pubsub.subscribe(*self._channels())
 
+    def describe(self) -> dict[str, object]:
+        """What `relayq status` shows of this worker; refreshed in Redis by the heartbeat."""
+        pool = self.browser_pool
+        return {
+            "id": self.worker_id,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "queues": [q.removesuffix(":wake") for q in self._wake_events],
+            "running": sorted(self.running),
+            "ts": time.time(),
+            "browser": None
+            if pool is None
+            else {
+                "contexts_live": pool.contexts_live,
+                "warm": pool.warm_count,
+                "leases_served": pool.leases_served,
+                "relaunches": pool.relaunches,
+            },
+        }
+
     async def _heartbeat(self) -> None:
         lease_ms = int(self.settings.lease_s * 1000)
+        interval = self.settings.lease_s / 3
         while True:
-            await asyncio.sleep(self.settings.lease_s / 3)
-            if not self.running:
-                continue
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for job_id in self.running:
                         pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
+                    pipe.set(
+                        worker_key(self.worker_id),
+                        json.dumps(self.describe()),
+                        px=int(interval * 3000),
+                    )
                     await pipe.execute()
             except Exception:
                 logger.warning("heartbeat could not reach redis", exc_info=True)
+            await asyncio.sleep(interval)
 
 
 def anthropic_client(settings: Settings) -> anthropic.AsyncAnthropic:

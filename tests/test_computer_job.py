@@ -1,0 +1,202 @@
+"""Computer-use jobs end to end: a real worker process with a real Chromium, the simulator's
+scripted policy over HTTP, the demo page served from localhost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from collections.abc import Iterator
+
+import pytest
+
+from relayq.client import Client
+from relayq.simulator import Simulator, computer_plan
+from relayq.static_server import serve_directory
+from relayq.transcript import transcript_of
+from schemas.constants import WORKERS_PATTERN
+from schemas.events import Action, Done, Error, Event, Screenshot, Text
+from schemas.jobs import ComputerUseJob
+from tests.conftest import WorkerProcess, start_worker, worker_env
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="session")
+def computer_worker(redis_url: str, simulator: Simulator) -> Iterator[WorkerProcess]:
+    w = start_worker(worker_env(redis_url, simulator), "--queues", "computer")
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="session")
+def site() -> Iterator[str]:
+    with serve_directory() as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def computer_client(client: Client, computer_worker: WorkerProcess) -> Client:
+    return client
+
+
+async def events_of(client: Client, job_id: str) -> list[Event]:
+    return [e.event async for e in client.events(job_id)]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def signup_job(site: str, **fields: object) -> ComputerUseJob:
+    return ComputerUseJob.model_validate(
+        {
+            "task": "[[sim:plan=signup]] Create an account for Ada Lovelace, ada@example.com.",
+            "start_url": f"{site}/demo_signup.html",
+            "allow_private_network": True,
+            **fields,
+        }
+    )
+
+
+async def test_signup_job_runs_the_loop_and_streams_actions_and_screenshots(
+    computer_client: Client, site: str
+) -> None:
+    job = signup_job(site)
+    await computer_client.submit(job)
+
+    events = await events_of(computer_client, job.id)
+    t = transcript_of(events)
+
+    assert isinstance(events[-1], Done) and events[-1].stop_reason == "end_turn"
+    plan = computer_plan({"messages": [{"role": "user", "content": job.task}]})
+    assert [a.input for a in t.actions] == plan
+    assert [a.step for a in t.actions] == list(range(1, len(plan) + 1))
+    assert [s.step for s in t.screenshots] == list(range(0, len(plan) + 1))
+    for shot in t.screenshots:
+        data = await computer_client.screenshot(job.id, shot.blob)
+        assert png_size(data) == (1280, 720) and len(data) == shot.size
+    first = await computer_client.screenshot(job.id, t.screenshots[0].blob)
+    last = await computer_client.screenshot(job.id, t.screenshots[-1].blob)
+    assert first != last, "the page did not change"
+    assert "Task complete" in t.text
+    assert events[-1].usage.prompt_tokens > 0
+
+
+async def test_typed_text_and_secrets_are_redacted_in_action_events(
+    computer_client: Client, site: str
+) -> None:
+    job = signup_job(site, redact_typed_text=True, secrets=["ada@example.com"])
+    await computer_client.submit(job)
+
+    events = await events_of(computer_client, job.id)
+
+    typed = [e for e in events if isinstance(e, Action) and e.action == "type"]
+    assert typed and all(e.input["text"] == "***" for e in typed)
+    assert not any("ada@example.com" in e.model_dump_json() for e in events)
+
+
+async def test_the_browser_refuses_loopback_unless_the_job_allows_it(
+    computer_client: Client, site: str
+) -> None:
+    job = signup_job(site, allow_private_network=False)
+    await computer_client.submit(job)
+
+    events = await events_of(computer_client, job.id)
+
+    assert isinstance(events[-1], Error)
+    assert events[-1].error.type == "navigation_blocked"
+    assert "127.0.0.1" in events[-1].error.message
+
+
+async def test_a_start_url_outside_the_allowed_domains_is_refused(
+    computer_client: Client, site: str
+) -> None:
+    job = signup_job(site, allowed_domains=["example.com"])
+    await computer_client.submit(job)
+
+    events = await events_of(computer_client, job.id)
+
+    assert isinstance(events[-1], Error) and events[-1].error.type == "navigation_blocked"
+    assert "allowed domains" in events[-1].error.message
+
+
+def test_file_and_other_schemes_are_refused_at_submit() -> None:
+    for url in ("file:///etc/passwd", "chrome://settings", "javascript:alert(1)", "data:,x"):
+        with pytest.raises(ValueError, match="http"):
+            ComputerUseJob(task="read it", start_url=url)
+
+
+async def test_the_loop_guard_stops_a_model_repeating_itself_on_an_unchanged_screen(
+    computer_client: Client, site: str
+) -> None:
+    job = signup_job(site, task="[[sim:plan=loop]] Click forever.", max_steps=20)
+    await computer_client.submit(job)
+
+    events = await events_of(computer_client, job.id)
+
+    assert isinstance(events[-1], Error) and events[-1].error.type == "loop_detected"
+    assert len([e for e in events if isinstance(e, Action)]) < 10
+
+
+async def test_max_steps_ends_with_a_summary_turn(computer_client: Client, site: str) -> None:
+    job = signup_job(site, max_steps=2)
+    await computer_client.submit(job)
+
+    events = await events_of(computer_client, job.id)
+
+    assert isinstance(events[-1], Done) and events[-1].stop_reason == "max_steps"
+    assert len([e for e in events if isinstance(e, Action)]) == 2
+    assert [e for e in events if isinstance(e, Text)][-1].text
+    assert "Summary" in transcript_of(events).text
+
+
+async def test_bad_actions_become_tool_errors_the_model_reads_and_the_job_goes_on(
+    computer_client: Client, site: str
+) -> None:
+    job = signup_job(site, task="[[sim:plan=bad]] Try odd things.")
+    await computer_client.submit(job)
+
+    events = await events_of(computer_client, job.id)
+
+    assert isinstance(events[-1], Done)
+    assert [e.action for e in events if isinstance(e, Action)][:2] == ["left_click", "teleport"]
+    assert [e for e in events if isinstance(e, Screenshot)]
+
+
+async def test_a_cancelled_computer_job_ends_cancelled_and_closes_its_context(
+    computer_client: Client, computer_worker: WorkerProcess, site: str
+) -> None:
+    job = signup_job(site, task="[[sim:plan=signup rate=4 tokens=40]] Slowly sign up.")
+    await computer_client.submit(job)
+
+    events: list[Event] = []
+    async for entry in computer_client.events(job.id):
+        events.append(entry.event)
+        if isinstance(entry.event, Screenshot) and entry.event.step == 1:
+            await computer_client.cancel(job.id)
+
+    assert events[-1].type == "cancelled"
+    assert sum(e.type in ("done", "error", "cancelled") for e in events) == 1
+    # the worker reports (heartbeat) that the job's context is gone: only warm ones are left
+    browser = await worker_state(
+        computer_client,
+        computer_worker,
+        lambda w: not w["running"] and w["browser"]["contexts_live"] == w["browser"]["warm"],
+    )
+    assert browser["browser"]["contexts_live"] == 2
+
+
+async def worker_state(client: Client, worker: WorkerProcess, ready, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    """The worker's self-description once `ready(description)` holds (it refreshes every few s)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        for key in await client.redis.keys(WORKERS_PATTERN):
+            description = json.loads(await client.redis.get(key))
+            if description["pid"] == worker.process.pid and ready(description):
+                return description
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the worker never reported the expected state")
+        await asyncio.sleep(0.5)  # the worker refreshes its description every lease/3 s
