@@ -53,6 +53,7 @@ from schemas.events import (
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
+    from PIL.ImageDraw import ImageDraw as PILDraw
 
 __all__ = [
     "Run",
@@ -506,7 +507,7 @@ def _marks(action: Action, width: int, height: int) -> _Marks:
             return _Marks()
         (x1, y1), (x2, y2) = frac((r[0], r[1])), frac((r[2], r[3]))
         return _Marks(region=(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)))
-    points = []
+    points: list[tuple[float, float]] = []
     if action.action == "left_click_drag" and (start := _point(inp.get("start_coordinate"))):
         points.append(frac(start))
     if point := _point(inp.get("coordinate")):
@@ -904,10 +905,12 @@ def render_animation(
 
     frames: list[PILImage] = []
     for step, shot in shots:
-        screen = _decode(shot) or Image.new("RGB", (max(shot.width, 1), max(shot.height, 1)), "#ddd")
+        screen = _decode(shot)
+        if screen is None:
+            screen = Image.new("RGB", (max(shot.width, 1), max(shot.height, 1)), "#d5d9de")
+            why = "expired" if shot.expired else "unreadable"
+            ImageDraw.Draw(screen).text((24, 24), f"screenshot {why}", fill="#444", font=font)
         draw = ImageDraw.Draw(screen)
-        if shot.data is None or _decode(shot) is None:
-            draw.text((20, 20), "screenshot expired", fill="#555", font=font)
         if step is not None:
             _draw_marks(draw, _marks(step.action, shot.width, shot.height), screen.size)
         screen = screen.resize((width, height), Image.Resampling.LANCZOS)
@@ -940,10 +943,7 @@ def _decode(shot: Shot) -> PILImage | None:
         return None
 
 
-def _draw_marks(draw: object, marks: _Marks, size: tuple[int, int]) -> None:
-    from PIL import ImageDraw
-
-    assert isinstance(draw, ImageDraw.ImageDraw)
+def _draw_marks(draw: PILDraw, marks: _Marks, size: tuple[int, int]) -> None:
     w, h = size
     r = max(8, w // 70)
     accent = (224, 17, 95)

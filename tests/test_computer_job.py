@@ -189,9 +189,9 @@ async def test_a_cancelled_computer_job_ends_cancelled_and_closes_its_context(
     assert browser["browser"]["contexts_live"] == 2
 
 
-async def worker_state(client: Client, worker: WorkerProcess, ready, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+async def worker_state(client: Client, worker: WorkerProcess, ready, within: float = 20.0):  # type: ignore[no-untyped-def]
     """The worker's self-description once `ready(description)` holds (it refreshes every few s)."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         for key in await client.redis.keys(WORKERS_PATTERN):
             description = json.loads(await client.redis.get(key))
