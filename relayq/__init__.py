@@ -1,6 +1,7 @@
 """relayq: Claude chat generation and computer use as background jobs on arq workers."""
 
 from relayq.client import Client, JobNotFound, JobStatus, StreamEntry, Submitted
+from relayq.queued_llm import QueuedLLM
 from relayq.transcript import Transcript, transcript_of
 from schemas.jobs import ChatJob
 
@@ -9,6 +10,7 @@ __all__ = [
     "Client",
     "JobNotFound",
     "JobStatus",
+    "QueuedLLM",
     "StreamEntry",
     "Submitted",
     "Transcript",

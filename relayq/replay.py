@@ -18,7 +18,7 @@ import html
 import io
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +35,6 @@ from schemas.events import (
     Action,
     Cancelled,
     Done,
-    Error,
     ErrorInfo,
     Event,
     Queued,
@@ -339,7 +338,7 @@ class _Builder:
         return [self.initial, *found] if self.initial is not None else found
 
     def run(self, job_id: str, h: dict[str, str], shots: dict[int, Shot], unreadable: int) -> Run:
-        t = self.transcript
+        t, queued = self.transcript, self.queued
         job = _job_document(h.get("job"))
         terminal = t.terminal
         status = terminal.type if terminal is not None else h.get("status") or "unknown"
@@ -358,8 +357,8 @@ class _Builder:
         )
         return Run(
             job_id=job_id,
-            kind=h.get("kind") or _str(job.get("kind")) or (self.queued.kind if self.queued else ""),
-            model=h.get("model") or _str(job.get("model")) or (self.queued.model if self.queued else ""),
+            kind=h.get("kind") or _str(job.get("kind")) or (queued.kind if queued else ""),
+            model=h.get("model") or _str(job.get("model")) or (queued.model if queued else ""),
             status=status,
             task=_str(job.get("task")) or _str(job.get("prompt")) or _conversation(job),
             start_url=_str(job.get("start_url")),
@@ -374,7 +373,7 @@ class _Builder:
             stop_reason=t.stop_reason,
             error=t.error,
             cancel_reason=terminal.reason if isinstance(terminal, Cancelled) else None,
-            created_at=_ms(h.get("created_ms")) or _ts(self.queued.ts if self.queued else None),
+            created_at=_ms(h.get("created_ms")) or _ts(queued.ts if queued else None),
             started_at=_ms(h.get("started_ms")) or _ts(self.started.ts if self.started else None),
             finished_at=_ts(terminal.ts if terminal is not None else None)
             or (_ms(h.get("finished_ms")) if status in TERMINAL_TYPES else None),
@@ -474,7 +473,7 @@ def describe_action(action: Action) -> str:
             direction = inp.get("scroll_direction", "?")
             amount = inp.get("scroll_amount", 3)
             at = f" at {_fmt_point(point)}" if point else ""
-            return f"scroll {direction} ×{amount}{at}{mods}"
+            return f"scroll {direction} by {amount}{at}{mods}"
         case "zoom":
             region = _region(inp.get("region"))
             if region:
@@ -564,15 +563,12 @@ def _frame(shot: Shot | None, marks: _Marks, alt: str, mark_note: str) -> str:
     w, h = max(shot.width, 1), max(shot.height, 1)
     uri = shot.data_uri()
     if uri is not None:
-        image = (
-            f'<img src="{_e(uri)}" width="{w}" height="{h}" alt="{_e(alt)}" loading="lazy"'
-            ' decoding="async">'
-        )
+        image = f'<img src="{_e(uri)}" width="{w}" height="{h}" alt="{_e(alt)}" decoding="async">'
     else:
         why = "expired" if shot.expired else "not a displayable image"
         image = (
             f'<div class="placeholder" role="img" aria-label="{_e(alt)} ({why})">'
-            f"<span>Screenshot {why}</span><small>blob {shot.event.blob} · {w}×{h}</small></div>"
+            f"<span>Screenshot {why}</span><small>blob {shot.event.blob} · {w}x{h}</small></div>"
         )
     overlay = []
     if marks.region is not None:
@@ -593,7 +589,7 @@ def _frame(shot: Shot | None, marks: _Marks, alt: str, mark_note: str) -> str:
             f'<span class="marker {kind}" style="left:{_pct(x)};top:{_pct(y)}"'
             f' data-x="{_pct(x)}" data-y="{_pct(y)}"></span>'
         )
-    caption = [f"{w}×{h}"]
+    caption = [f"{w}x{h}"]
     if shot.event.url:
         caption.insert(0, f'<span class="url">{_e(shot.event.url)}</span>')
     if shot.event.settle_ms is not None:
@@ -635,7 +631,7 @@ def _step_html(step: Step, total: int) -> str:
         '<div class="notes">',
     ]
     if step.text.strip():
-        parts.append(f'<h3>Model</h3>{_text_block(step.text)}')
+        parts.append(f"<h3>Model</h3>{_text_block(step.text)}")
     elif step.usage is None:
         parts.append('<p class="quiet">Same model turn as the step before.</p>')
     else:
@@ -741,10 +737,12 @@ def _result(run: Run) -> str:
         extra.append("retryable" if err.retryable else "not retryable")
         parts.append(
             f'<div class="error" role="alert"><h3>Error: {_e(err.type)}</h3>'
-            f"<p>{_e(err.message)}</p><p class=\"meta\">{_e(' · '.join(extra))}</p></div>"
+            f'<p>{_e(err.message)}</p><p class="meta">{_e(" · ".join(extra))}</p></div>'
         )
     if run.cancel_reason is not None:
-        parts.append(f'<div class="error cancelled"><h3>Cancelled</h3><p>{_e(run.cancel_reason)}</p></div>')
+        parts.append(
+            f'<div class="error cancelled"><h3>Cancelled</h3><p>{_e(run.cancel_reason)}</p></div>'
+        )
     parts.append("</section>")
     return "".join(parts)
 
@@ -772,7 +770,7 @@ def render_html(run: Run) -> str:
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
         '<a class="skip" href="#steps">Skip to the steps</a>'
         + "".join(body)
-        + '<footer><p>Keys: <kbd>j</kbd>/<kbd>→</kbd> next step, <kbd>k</kbd>/<kbd>←</kbd> '
+        + "<footer><p>Keys: <kbd>j</kbd>/<kbd>→</kbd> next step, <kbd>k</kbd>/<kbd>←</kbd> "
         "previous.</p></footer>"
         f"<script>{_JS}</script></body></html>\n"
     )
@@ -897,9 +895,7 @@ def render_animation(
     height = max(1, round(first.height * width / max(first.width, 1)))
     bar = max(28, height // 18)
     try:
-        font: ImageFont.ImageFont | ImageFont.FreeTypeFont = ImageFont.load_default(
-            size=bar * 0.55
-        )
+        font: ImageFont.ImageFont | ImageFont.FreeTypeFont = ImageFont.load_default(size=bar * 0.55)
     except (OSError, TypeError, ImportError):
         font = ImageFont.load_default()
 
@@ -970,14 +966,14 @@ def _screenshot_name(event: Screenshot, ext: str) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Writes via a temporary file and a rename, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -1,11 +1,11 @@
 """One Chromium per worker, and a fresh guarded context per job, leased from a warm pool.
 
-``size`` contexts are created ahead of time (``warm_viewport``, downloads off, service workers
-blocked, each behind its own :class:`~workers.browser_guard.EgressFilter`, which refuses every
-connection until a lease installs a policy). ``lease()`` hands out one of them, resizes its
-page to the job's display if that differs, installs the job's :class:`NetworkPolicy`, and
-closes the context when the block exits, however it exits; a replacement is warmed in the
-background. A context is never handed out twice.
+``size`` contexts are created ahead of time at ``warm_viewport`` (downloads off, service
+workers blocked, behind their own :class:`~workers.browser_guard.EgressFilter`, guard
+installed with no policy, so they can reach nothing). ``lease()`` takes one, resizes its page
+if the job's display differs, swaps in the job's :class:`NetworkPolicy` (no browser round
+trip), and closes the context when the block exits, however it exits; a replacement is warmed
+in the background. A context is never handed out twice.
 
 If Chromium has died, the next lease (or the ``disconnected`` event) launches a new one.
 ``aclose()`` gives Playwright ``close_timeout`` seconds, then SIGKILLs Chromium's process group
