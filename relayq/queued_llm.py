@@ -16,7 +16,7 @@ Closing the stream before the job ends cancels the job.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Never
 
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
@@ -37,7 +37,7 @@ from schemas.jobs import DEFAULT_MODEL, ChatJob, ConnOptions, NamedToolChoice, T
 from schemas.settings import Settings
 
 
-class QueuedLLM(llm.LLM):
+class QueuedLLM(llm.LLM[Never]):
     def __init__(
         self,
         *,

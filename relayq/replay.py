@@ -563,7 +563,7 @@ def _frame(shot: Shot | None, marks: _Marks, alt: str, mark_note: str) -> str:
     w, h = max(shot.width, 1), max(shot.height, 1)
     uri = shot.data_uri()
     if uri is not None:
-        image = f'<img src="{_e(uri)}" width="{w}" height="{h}" alt="{_e(alt)}" decoding="async">'
+        image = f'<img src="{_e(uri)}" width="{w}" height="{h}" alt="{_e(alt)}">'
     else:
         why = "expired" if shot.expired else "not a displayable image"
         image = (

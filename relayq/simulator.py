@@ -89,7 +89,7 @@ by text placeholders, as context-trimming loops do), so a retry gets the same tu
 ``bad``               left_click (5000, 5000) (off-screen); action "teleport" (unknown);
                       screenshot - the first two make the tool answer ``is_error``
 ``scroll``            scroll down 5 at (640, 360); screenshot
-``navigate_blocked``  left_click the "Terms of service" link (815, 616), which leads off-site to
+``navigate_blocked``  left_click the "Terms of service" link (871, 616), which leads off-site to
                       https://terms.acme-cloud.example/ (for allow-list tests); screenshot
 ====================  =========================================================================
 
@@ -601,7 +601,7 @@ DEMO_SIGNUP_TARGETS: dict[str, tuple[int, int]] = {
     "password": (940, 396),
     "terms": (750, 456),
     "submit": (940, 518),
-    "terms_link": (815, 616),
+    "terms_link": (871, 616),
 }
 """Centres of the controls of ``relayq/static/demo_signup.html`` at 1280x720, scale 1."""
 
