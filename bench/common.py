@@ -429,3 +429,66 @@ class CpuSampler:
 
 def dumps(data: Any) -> str:
     return json.dumps(data, indent=1, default=str, sort_keys=True)
+
+
+@dataclass
+class BenchContext:
+    """What `python -m bench` hands each benchmark."""
+
+    quick: bool
+    simulator_url: str
+    simulator: Proc
+
+    def pick(self, quick: Any, full: Any) -> Any:
+        return quick if self.quick else full
+
+
+# --------------------------------------------------------------------------- relayq jobs
+
+
+def sim_prompt(tokens: int, rate: float = 0.0, text: str = "benchmark") -> str:
+    """A prompt the simulator answers with `tokens` tokens at `rate` tokens/s (0: at once)."""
+    return f"[[sim:tokens={tokens} rate={rate:g}]] {text}"
+
+
+def chat_job(tokens: int, rate: float = 0.0, *, job_id: str | None = None) -> Any:
+    from schemas.jobs import ChatJob
+
+    fields: dict[str, Any] = {"prompt": sim_prompt(tokens, rate), "max_tokens": tokens + 64}
+    if job_id is not None:
+        fields["id"] = job_id
+    return ChatJob.model_validate(fields)
+
+
+async def job_events(redis: Redis, job_id: str) -> list[dict[str, Any]]:
+    """Every event on a job's stream, decoded (for after-the-fact timing)."""
+    from schemas.constants import events_key
+
+    entries = await redis.xrange(events_key(job_id))
+    return [json.loads(fields[b"event"]) for _, fields in entries]
+
+
+async def wait_all_terminal(redis: Redis, job_ids: Sequence[str], timeout: float) -> bool:
+    """True once every job's hash says done/error/cancelled (polled in pipelines)."""
+    from schemas.constants import job_key
+
+    pending = list(job_ids)
+
+    async def check() -> bool:
+        nonlocal pending
+        still: list[str] = []
+        for start in range(0, len(pending), 500):
+            chunk = pending[start : start + 500]
+            async with redis.pipeline(transaction=False) as pipe:
+                for job_id in chunk:
+                    pipe.hget(job_key(job_id), "status")
+                statuses = await pipe.execute()
+            still += [
+                j
+                for j, s in zip(chunk, statuses, strict=True)
+                if s not in (b"done", b"error", b"cancelled")
+            ]
+        pending = still
+        return not pending
+
+    return await wait_for(check, timeout, interval=0.05)

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import JsonValue, ValidationError
@@ -53,6 +54,9 @@ from schemas.events import (
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
     from PIL.ImageDraw import ImageDraw as PILDraw
+    from PIL.ImageFont import FreeTypeFont, ImageFont
+
+    PILFont = ImageFont | FreeTypeFont
 
 __all__ = [
     "Run",
@@ -70,6 +74,7 @@ __all__ = [
 AnimationFormat = Literal["gif", "webp"]
 REPLAY_EXTRA = "relayq[replay]"
 _XRANGE_PAGE = 1000
+_FETCH_CONCURRENCY = 8
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -243,11 +248,14 @@ async def _read_stream(client: Client, job_id: str) -> tuple[list[Event], int]:
 async def _fetch_shots(
     client: Client, job_id: str, events: Sequence[Screenshot], *, images: bool
 ) -> dict[int, Shot]:
+    limit = asyncio.Semaphore(_FETCH_CONCURRENCY)
+
     async def one(event: Screenshot) -> Shot:
         if not images:
             return Shot(event, None)
         try:
-            return Shot(event, await client.screenshot(job_id, event.blob))
+            async with limit:
+                return Shot(event, await client.screenshot(job_id, event.blob))
         except LookupError:
             return Shot(event, None)
 
@@ -490,6 +498,7 @@ class _Marks:
 
     points: tuple[tuple[float, float], ...] = ()
     region: tuple[float, float, float, float] | None = None
+    label: str = ""  # shown beside the last point, e.g. a scroll's direction
 
 
 def _marks(action: Action, width: int, height: int) -> _Marks:
@@ -511,7 +520,15 @@ def _marks(action: Action, width: int, height: int) -> _Marks:
         points.append(frac(start))
     if point := _point(inp.get("coordinate")):
         points.append(frac(point))
-    return _Marks(points=tuple(points))
+    label = ""
+    if action.action == "scroll" and points:
+        arrow = _ARROWS.get(str(inp.get("scroll_direction")), "?")
+        label = f"{arrow} {inp.get('scroll_amount', 3)}"
+    return _Marks(points=tuple(points), label=label)
+
+
+_ACCENT = (224, 17, 95)
+_ARROWS = {"up": "↑", "down": "↓", "left": "←", "right": "→"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -589,6 +606,12 @@ def _frame(shot: Shot | None, marks: _Marks, alt: str, mark_note: str) -> str:
             f'<span class="marker {kind}" style="left:{_pct(x)};top:{_pct(y)}"'
             f' data-x="{_pct(x)}" data-y="{_pct(y)}"></span>'
         )
+    if marks.label and marks.points:
+        x, y = marks.points[-1]
+        overlay.append(
+            f'<span class="mark-label" style="left:{_pct(x)};top:{_pct(y)}">'
+            f"{_e(marks.label)}</span>"
+        )
     caption = [f"{w}x{h}"]
     if shot.event.url:
         caption.insert(0, f'<span class="url">{_e(shot.event.url)}</span>')
@@ -617,7 +640,7 @@ def _text_block(text: str, cls: str = "model-text") -> str:
     return f'<div class="{cls}">{_e(text.strip())}</div>' if text.strip() else ""
 
 
-def _step_html(step: Step, total: int) -> str:
+def _step_html(step: Step, total: int, same_turn: bool) -> str:
     shot = step.screenshot
     marks = _marks(step.action, shot.width, shot.height) if shot else _Marks()
     alt = f"Screen after step {step.number}: {step.label}"
@@ -632,7 +655,7 @@ def _step_html(step: Step, total: int) -> str:
     ]
     if step.text.strip():
         parts.append(f"<h3>Model</h3>{_text_block(step.text)}")
-    elif step.usage is None:
+    elif same_turn:
         parts.append('<p class="quiet">Same model turn as the step before.</p>')
     else:
         parts.append('<p class="quiet">The model acted without comment.</p>')
@@ -667,7 +690,8 @@ def _header(run: Run) -> str:
         facts.append(("Model", f"<code>{_e(run.model)}</code>"))
     if run.start_url:
         facts.append(("Start URL", f'<span class="url">{_e(run.start_url)}</span>'))
-    facts.append(("Started", _e(_when(run.started_at))))
+    if run.started_at:
+        facts.append(("Started", _e(_when(run.started_at))))
     if run.finished_at:
         facts.append(("Ended", _e(_when(run.finished_at))))
     if run.attempt > 1 or run.retries:
@@ -682,8 +706,9 @@ def _header(run: Run) -> str:
     if not run.finished:
         notes.append(
             '<p class="banner live" role="status">This job was still '
-            f"{_e(label.lower())} when this page was made ({_e(_when(run.last_event_at))}, "
-            "last event): what follows is a snapshot.</p>"
+            f"{_e(label.lower())} when this page was made: what follows is a snapshot"
+            + (f" (last event {_e(_when(run.last_event_at))})" if run.last_event_at else "")
+            + ".</p>"
         )
     if run.unreadable_entries:
         notes.append(
@@ -760,7 +785,10 @@ def render_html(run: Run) -> str:
             + '<div class="notes"><p class="quiet">The screen the model saw first.</p></div>'
             "</div></section>"
         )
-    body.extend(_step_html(step, len(run.steps)) for step in run.steps)
+    previous_turn = None
+    for step in run.steps:
+        body.append(_step_html(step, len(run.steps), step.turn == previous_turn))
+        previous_turn = step.turn
     body.append(_result(run))
     body.append("</main>")
     title = f"relayq replay · {run.job_id}"
@@ -834,6 +862,8 @@ background:rgba(224,17,95,.25)}
 margin:-3px 0 0 -3px;border-radius:50%;background:var(--accent)}
 .marker.start{background:rgba(255,255,255,.35);border-style:dashed}
 .marker.start::after{display:none}
+.mark-label{position:absolute;margin:-.7rem 0 0 18px;padding:0 .4rem;border-radius:.3rem;
+background:var(--accent);color:#fff;font-weight:700;font-size:.85rem;white-space:nowrap}
 .drag{position:absolute;inset:0;width:100%;height:100%;overflow:visible}
 .drag line{stroke:var(--accent);stroke-width:3;stroke-dasharray:8 5}
 .zoombox{position:absolute;border:3px dashed var(--accent);box-shadow:0 0 0 2px #fff}
@@ -848,7 +878,8 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f8fa;padding:.5rem
 border-radius:.3rem;font-size:.85rem;margin:.3rem 0}
 .meta,.quiet{color:var(--muted);font-size:.88rem;margin:.4rem 0}
 .error{border-left:4px solid var(--bad);background:#fdecea;padding:.6rem .9rem;
-border-radius:.3rem;margin-top:.8rem}.error h3{color:var(--bad)}.error p{margin:.2rem 0}
+border-radius:.3rem;margin-top:.8rem}.error h3{color:var(--bad);text-transform:none;font-size:1rem;
+letter-spacing:0}.error p{margin:.2rem 0}
 .error.cancelled{border-color:#666;background:#f1f3f5}.error.cancelled h3{color:#444}
 footer{color:var(--muted);font-size:.8rem;padding:0 2rem 2rem;text-align:center}
 kbd{border:1px solid var(--line);border-bottom-width:2px;border-radius:.25rem;padding:0 .3rem;
@@ -894,10 +925,7 @@ def render_animation(
     width = min(max_width, max(first.width, 1))
     height = max(1, round(first.height * width / max(first.width, 1)))
     bar = max(28, height // 18)
-    try:
-        font: ImageFont.ImageFont | ImageFont.FreeTypeFont = ImageFont.load_default(size=bar * 0.55)
-    except (OSError, TypeError, ImportError):
-        font = ImageFont.load_default()
+    font = _font(ImageFont, bar * 0.55)
 
     frames: list[PILImage] = []
     for step, shot in shots:
@@ -905,17 +933,34 @@ def render_animation(
         if screen is None:
             screen = Image.new("RGB", (max(shot.width, 1), max(shot.height, 1)), "#d5d9de")
             why = "expired" if shot.expired else "unreadable"
-            ImageDraw.Draw(screen).text((24, 24), f"screenshot {why}", fill="#444", font=font)
-        draw = ImageDraw.Draw(screen)
-        if step is not None:
-            _draw_marks(draw, _marks(step.action, shot.width, shot.height), screen.size)
+            ImageDraw.Draw(screen).text(
+                (screen.width // 2, screen.height // 2),
+                f"screenshot {why}",
+                fill="#444",
+                font=_font(ImageFont, screen.width / 30),
+                anchor="mm",
+            )
         screen = screen.resize((width, height), Image.Resampling.LANCZOS)
-        frame = Image.new("RGB", (width, height + bar), "#14171c")
+        frame: PILImage = Image.new("RGB", (width, height + bar), "#14171c")
         frame.paste(screen, (0, 0))
         caption = "Start" if step is None else f"Step {step.number}/{len(run.steps)} · {step.label}"
+        caption = caption.replace("→", "->")
         ImageDraw.Draw(frame).text(
             (12, height + bar // 2), caption, fill="#f1f3f5", font=font, anchor="lm"
         )
+        accent: int | tuple[int, int, int] = _ACCENT
+        white: int | tuple[int, int, int] = (255, 255, 255)
+        if fmt == "gif":
+            # a palette of the screen's own colours plus the marker's, so that the few marker
+            # pixels are not mapped to the nearest page colour
+            frame = frame.quantize(colors=254, method=Image.Quantize.MEDIANCUT)
+            palette = (frame.getpalette() or [])[: 254 * 3]
+            palette += [0, 0, 0] * (254 - len(palette) // 3)
+            frame.putpalette([*palette, *_ACCENT, 255, 255, 255])
+            accent, white = 254, 255
+        if step is not None:
+            marks = _marks(step.action, shot.width, shot.height)
+            _draw_marks(ImageDraw.Draw(frame), marks, (width, height), accent, white)
         frames.append(frame)
     durations = [frame_ms] * len(frames)
     durations[-1] = frame_ms * 3
@@ -925,6 +970,14 @@ def render_animation(
         options.update(quality=80, method=4)
     frames[0].save(path, format=fmt.upper(), append_images=frames[1:], **options)
     return path
+
+
+def _font(module: ModuleType, size: float) -> PILFont:
+    try:
+        font: PILFont = module.load_default(size=size)
+    except (OSError, TypeError, ImportError):  # Pillow without FreeType: the bitmap font
+        font = module.load_default()
+    return font
 
 
 def _decode(shot: Shot) -> PILImage | None:
@@ -939,10 +992,16 @@ def _decode(shot: Shot) -> PILImage | None:
         return None
 
 
-def _draw_marks(draw: PILDraw, marks: _Marks, size: tuple[int, int]) -> None:
+def _draw_marks(
+    draw: PILDraw,
+    marks: _Marks,
+    size: tuple[int, int],
+    accent: int | tuple[int, int, int],
+    white: int | tuple[int, int, int],
+) -> None:
+    """Draws on a frame whose screen area is `size`; colours are RGB or palette indices."""
     w, h = size
-    r = max(8, w // 70)
-    accent = (224, 17, 95)
+    r = max(7, w // 70)
     if marks.region is not None:
         x1, y1, x2, y2 = marks.region
         draw.rectangle((x1 * w, y1 * h, x2 * w, y2 * h), outline=accent, width=max(3, r // 3))
@@ -951,7 +1010,8 @@ def _draw_marks(draw: PILDraw, marks: _Marks, size: tuple[int, int]) -> None:
         draw.line(pts, fill=accent, width=max(3, r // 3))
     for i, (x, y) in enumerate(pts):
         box = (x - r, y - r, x + r, y + r)
-        draw.ellipse(box, outline="white", width=max(5, r // 2))
+        halo = r + 2
+        draw.ellipse((x - halo, y - halo, x + halo, y + halo), outline=white, width=max(6, r // 2))
         draw.ellipse(box, outline=accent, width=max(3, r // 3))
         if not (len(pts) == 2 and i == 0):
             draw.ellipse((x - r / 3, y - r / 3, x + r / 3, y + r / 3), fill=accent)

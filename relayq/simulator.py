@@ -99,11 +99,12 @@ assistant turn it gets (``content`` blocks as the non-streaming API returns them
 ``stop_reason``): pure functions, for tests to compare against.
 
 Directives in computer mode: the system prompt's apply to every turn; the task's ``plan``,
-``rate``, ``chaos``, ``badjson`` and ``tokens`` apply to every turn, its fault groups (``fail``,
+``rate``, ``chaos`` and ``badjson`` apply to every turn, its fault groups (``fail``,
 ``midstream``, ``drop``, ``stall``) to the first turn only; a later user turn's apply to that
-turn. ``step=K`` in a fault group confines it to the request for step K (0-based), wherever it is
-written: ``[[sim:plan=signup]] [[sim:fail=529 step=2]]`` answers 529 to the first attempt of the
-third model turn.
+turn. ``tokens`` has no effect (the texts are fixed). ``step=K`` in a fault group confines it
+to the request for step K (0-based), wherever it is written:
+``[[sim:plan=signup]] [[sim:fail=529 step=2]]`` answers 529 to the first attempt of the third
+model turn.
 
 Directives
 ----------
@@ -197,6 +198,7 @@ __all__ = [
     "COMPUTER_PLANS",
     "DEMO_SIGNUP_TARGETS",
     "ENDLESS_PLANS",
+    "IMAGE_TOKENS",
     "Simulator",
     "computer_plan",
     "computer_step",
@@ -470,7 +472,7 @@ def request_directives(body: Mapping[str, Any]) -> Directives:
     """The directives of a request: system prompt first, then the last user message.
 
     In computer-use mode the task (first user message) counts too: its ``plan``, ``rate``,
-    ``chaos``, ``badjson`` and ``tokens`` apply to every turn, its fault groups to the first turn
+    ``chaos`` and ``badjson`` apply to every turn, its fault groups to the first turn
     only unless they carry ``step=K``. A group with ``step=K`` (anywhere) strikes only the request
     that is to produce computer step K (0-based), see ``computer_step``.
     """

@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import struct
+import sys
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -20,6 +21,9 @@ from pydantic import JsonValue
 
 from relayq.client import Client, JobNotFound
 from relayq.replay import (
+    Run,
+    Shot,
+    Step,
     collect_run,
     describe_action,
     render_animation,
@@ -472,8 +476,6 @@ def test_drag_zoom_and_scroll_are_described_and_marked() -> None:
         == 'left_click {"coordinate": "bad"}'
     )
 
-    from relayq.replay import Run, Shot, Step
-
     shot = Screenshot(
         job_id="j", attempt=1, step=1, blob=1, media_type="image/png", width=W, height=H, size=1
     )
@@ -587,3 +589,11 @@ async def test_render_a_realistic_sample(rq: Client, redis_url: str) -> None:
     out = await write_replay(rq, job_id, OUTPUT / "replay_sample.html")
 
     assert len(run.steps) == 5 and out.stat().st_size > 10_000
+
+
+def test_animation_without_pillow_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "PIL", None)  # `import PIL...` now raises ImportError
+    run = Run(job_id="j", kind="computer_use", model="m", status="done")
+
+    with pytest.raises(RuntimeError, match=re.escape("relayq[replay]")):
+        render_animation(run, Path("unused.gif"))

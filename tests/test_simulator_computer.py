@@ -208,7 +208,12 @@ async def test_signup_plan_turn_by_turn(sdk: anthropic.AsyncAnthropic) -> None:
         assert turn.stop_reason == "tool_use"
         assert turn.text == SIGNUP_STEPS[index]
         assert turn.tool_uses == [
-            {"type": "tool_use", "id": f"toolu_sim_{index + 1}", "name": "computer", "input": action}
+            {
+                "type": "tool_use",
+                "id": f"toolu_sim_{index + 1}",
+                "name": "computer",
+                "input": action,
+            }
         ]
         assert turn.json_pieces > 1  # the input arrives as several input_json_delta pieces
     final = turns[-1]
@@ -221,12 +226,9 @@ async def test_signup_plan_turn_by_turn(sdk: anthropic.AsyncAnthropic) -> None:
     ]  # fmt: skip
 
     # the loop's last request after its step budget: no tools, asks for a summary
-    budget_cut = messages[:6] + [
-        {"role": "user", "content": [
-            *messages[6]["content"],
-            {"type": "text", "text": "Step budget exhausted. Summarise what you did."},
-        ]},
-    ]  # fmt: skip
+    last_results = messages[6]["content"]
+    ask = {"type": "text", "text": "Step budget exhausted. Summarise what you did."}
+    budget_cut = [*messages[:6], {"role": "user", "content": [*last_results, ask]}]
     summary_body = {"model": MODEL, "max_tokens": 512, "messages": budget_cut}
     summary = await take_turn(sdk, summary_body)
     assert_matches_script(summary, summary_body)
@@ -473,6 +475,9 @@ async def test_signup_plan_fills_the_demo_page(demo: Any) -> None:
         hit = await page.evaluate("([x, y]) => document.elementFromPoint(x, y).id", [x, y])
         assert hit == element_id, target
     assert await page.evaluate("document.body.dataset.state") == "ready"
+    # navigate_blocked's link leads off-site (for allow-list tests); the page itself stays put
+    href = await page.get_attribute("#terms-link", "href")
+    assert href == "https://terms.acme-cloud.example/"
 
     content: list[dict[str, Any]] = []
     for tool_input in COMPUTER_PLANS["signup"]:

@@ -1,0 +1,93 @@
+"""`python -m bench [--quick] [--only pickup,ttft] [--output FILE]`: runs the benchmark suite and
+writes BENCHMARKS.md (quick runs write test-output/BENCHMARKS.quick.md unless --output says).
+
+Every benchmark starts its own redis-server and worker processes; one simulator process serves
+them all. Everything started is stopped on the way out, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bench.common import ROOT, BenchContext, Section, load_average, machine_info, start_simulator
+from bench.report import write_report
+
+BENCHMARKS = ("pickup", "ttft", "streaming", "concurrency", "throughput", "scaleout", "computer")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small samples, < 2 minutes")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {BENCHMARKS}")
+    parser.add_argument("--output", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        print(f"unknown benchmarks: {unknown}; choose from {BENCHMARKS}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    load_before = load_average()
+    sim, sim_url = start_simulator()
+    sections: list[Section] = []
+    failures: list[str] = []
+    try:
+        ctx = BenchContext(quick=args.quick, simulator_url=sim_url, simulator=sim)
+        for name in names:
+            module = importlib.import_module(f"bench.{name}")
+            runner: Callable[[BenchContext], Awaitable[Section]] = module.run
+            t0 = time.monotonic()
+            print(f"[bench] {name} ...", flush=True)
+            try:
+                section = await runner(ctx)
+            except Exception:
+                failures.append(name)
+                trace = traceback.format_exc()
+                print(trace, file=sys.stderr, flush=True)
+                section = Section(name, f"{name} (FAILED)")
+                section.notes.append("The benchmark failed:\n\n```\n" + trace[-3000:] + "```")
+            section.seconds = time.monotonic() - t0
+            section.notes.append(f"Load average at the end of this benchmark: {load_average()}.")
+            print(f"[bench] {name} done in {section.seconds:.1f} s", flush=True)
+            for row in section.rows:
+                met = {True: "met", False: "MISSED", None: ""}[row.met]
+                print(f"    {row.figure}: {row.value} (baseline {row.baseline}) {met}", flush=True)
+            sections.append(section)
+    finally:
+        sim.stop()
+    total = time.monotonic() - started
+    output = args.output or (
+        ROOT / "test-output" / "BENCHMARKS.quick.md" if args.quick else ROOT / "BENCHMARKS.md"
+    )
+    command = "make bench" + (" QUICK=1" if args.quick else "")
+    if args.only:
+        command += f"  (python -m bench{' --quick' if args.quick else ''} --only {args.only})"
+    write_report(
+        output,
+        sections,
+        machine=machine_info(),
+        command=command,
+        load=(load_before, load_average()),
+        total_seconds=total,
+        quick=args.quick,
+    )
+    print(f"[bench] wrote {output} in {total:.0f} s total", flush=True)
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(asyncio.run(_run(_parse(argv))))
+
+
+if __name__ == "__main__":
+    main()

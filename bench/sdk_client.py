@@ -1,0 +1,83 @@
+"""The irreducible part: the bare anthropic SDK receiving and parsing the same streams.
+
+    python -m bench.sdk_client --base-url URL --streams C --tokens T --rate R
+
+Runs C concurrent `messages.create(stream=True)` requests (one reused client, as a worker has),
+iterates every event, and prints one JSON line: CPU seconds of this process spent while the
+streams ran (process_time, so start-up and imports are excluded), tokens received, and the
+delivery lag of each token against the simulator's schedule anchored at the stream's first token
+(the same measure bench.streaming applies to relayq's subscribers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+import anthropic
+
+from bench.common import percentile, sim_prompt
+
+
+async def one_stream(
+    client: anthropic.AsyncAnthropic, tokens: int, rate: float, lags: list[float]
+) -> int:
+    interval = 1.0 / rate if rate > 0 else 0.0
+    stream = await client.messages.create(
+        model="claude-sonnet-4-6",
+        max_tokens=tokens + 64,
+        messages=[{"role": "user", "content": sim_prompt(tokens, rate)}],
+        stream=True,
+    )
+    received = 0
+    first = 0.0
+    async for event in stream:
+        if event.type == "content_block_delta" and event.delta.type == "text_delta":
+            now = time.perf_counter()
+            if received == 0:
+                first = now
+            elif interval:
+                lags.append((now - first - received * interval) * 1000)
+            received += 1
+    return received
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    client = anthropic.AsyncAnthropic(base_url=args.base_url, api_key="sk-bench", max_retries=0)
+    lags: list[float] = []
+    try:
+        await one_stream(client, 5, 0, [])  # warm-up: connection, imports on first use
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        counts = await asyncio.gather(
+            *(one_stream(client, args.tokens, args.rate, lags) for _ in range(args.streams))
+        )
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    finally:
+        await client.close()
+    print(
+        json.dumps(
+            {
+                "cpu_s": cpu,
+                "wall_s": wall,
+                "tokens": sum(counts),
+                "lag_p50_ms": percentile(lags, 50),
+                "lag_p99_ms": percentile(lags, 99),
+            }
+        ),
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--streams", type=int, default=1)
+    parser.add_argument("--tokens", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=0.0)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

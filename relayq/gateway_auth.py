@@ -1,0 +1,59 @@
+"""API keys of the HTTP gateway: `RELAYQ_API_KEYS=tenant:key,tenant2:key2`; each key is a tenant.
+
+Keys are kept only as SHA-256 digests and compared in constant time; nothing here logs or
+repeats a key, even in error messages about a malformed list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MIN_KEY_LENGTH = 8
+
+
+class ApiKeys:
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        if not pairs:
+            raise ValueError("no API keys: set RELAYQ_API_KEYS=tenant:key[,tenant2:key2...]")
+        self._digests = [(_digest(key), tenant) for tenant, key in pairs]
+
+    @classmethod
+    def parse(cls, spec: str) -> ApiKeys:
+        """Parses `tenant:key,tenant2:key2`. A tenant may have several keys."""
+        pairs: list[tuple[str, str]] = []
+        for n, item in enumerate(spec.split(","), start=1):
+            item = item.strip()
+            if not item:
+                continue
+            tenant, sep, key = item.partition(":")
+            if not sep or not TENANT_PATTERN.match(tenant):
+                raise ValueError(
+                    f"RELAYQ_API_KEYS item {n} is not tenant:key (tenant: letters, digits, _.-)"
+                )
+            if len(key) < MIN_KEY_LENGTH:
+                raise ValueError(
+                    f"RELAYQ_API_KEYS item {n} (tenant {tenant}): the key is shorter than "
+                    f"{MIN_KEY_LENGTH} characters"
+                )
+            pairs.append((tenant, key))
+        return cls(pairs)
+
+    @property
+    def tenants(self) -> set[str]:
+        return {tenant for _, tenant in self._digests}
+
+    def tenant_of(self, key: str) -> str | None:
+        """The key's tenant, or None. Looks at every key, so timing says nothing."""
+        digest = _digest(key)
+        found: str | None = None
+        for known, tenant in self._digests:
+            if hmac.compare_digest(known, digest):
+                found = tenant
+        return found
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", errors="surrogateescape")).digest()
