@@ -492,3 +492,89 @@ async def wait_all_terminal(redis: Redis, job_ids: Sequence[str], timeout: float
         return not pending
 
     return await wait_for(check, timeout, interval=0.05)
+
+
+# --------------------------------------------------------------------------- subscribers
+
+
+@dataclass
+class Track:
+    """What one subscriber saw of one job: text entries' delivery lag against the simulator's
+    schedule, anchored at the job's first token (which is timed separately, as TTFT)."""
+
+    interval: float
+    first: float = float("nan")
+    tokens: int = 0
+    entries: int = 0
+    first_entry_tokens: int = 0
+    lags: list[float] = field(default_factory=list)
+    publish_lags: list[float] = field(default_factory=list)
+    terminal: str = ""
+
+    def feed(self, event: dict[str, Any], seen: float, seen_wall: float) -> None:
+        if event.get("type") != "text":
+            return
+        n = len(event["text"].split())
+        if self.entries == 0:
+            self.first = seen
+            self.first_entry_tokens = n
+        elif self.interval:
+            # the oldest token in this entry is token number self.tokens (0-based)
+            self.lags.append((seen - self.first - self.tokens * self.interval) * 1000)
+        self.publish_lags.append((seen_wall - event["ts"]) * 1000)
+        self.entries += 1
+        self.tokens += n
+
+
+async def watch_streams(
+    url: str,
+    tracks: dict[str, Track],
+    *,
+    per_connection: int = 50,
+    timeout: float = 120.0,
+) -> None:
+    """Follows every job's stream until its terminal event, `per_connection` streams per XREAD
+    connection, feeding each text entry to its Track."""
+    from schemas.constants import events_key
+
+    terminal = {"done", "error", "cancelled"}
+    ids = list(tracks)
+
+    async def reader(job_ids: list[str]) -> None:
+        client: Redis = Redis.from_url(url)
+        try:
+            last = {events_key(j): "0" for j in job_ids}
+            owner = {events_key(j): j for j in job_ids}
+            deadline = time.monotonic() + timeout
+            while last and time.monotonic() < deadline:
+                reply = await client.xread(last, count=1000, block=1000)
+                seen = time.perf_counter()
+                seen_wall = time.time()
+                for raw_key, entries in reply or []:
+                    key = raw_key.decode()
+                    for entry_id, fields in entries:
+                        last[key] = entry_id.decode()
+                        event = json.loads(fields[b"event"])
+                        track = tracks[owner[key]]
+                        track.feed(event, seen, seen_wall)
+                        if event["type"] in terminal:
+                            track.terminal = event["type"]
+                            last.pop(key, None)
+                            break
+        finally:
+            await client.aclose()
+
+    await asyncio.gather(
+        *(reader(ids[i : i + per_connection]) for i in range(0, len(ids), per_connection))
+    )
+
+
+async def submit_all(client: Any, jobs: Sequence[Any], *, concurrency: int = 64) -> None:
+    """Enqueues many jobs quickly (bounded concurrency over one client)."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(job: Any) -> None:
+        async with sem:
+            await client.submit(job)
+
+    await asyncio.gather(*(one(j) for j in jobs))

@@ -237,6 +237,9 @@ def _replay(args: argparse.Namespace) -> int:
             except JobNotFound:
                 print(f"relayq: no job {args.job_id}", file=sys.stderr)
                 return 2
+            except RuntimeError as e:  # an animation without Pillow installed
+                print(f"relayq: {e}", file=sys.stderr)
+                return 2
         print(path)
         return 0
 

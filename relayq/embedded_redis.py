@@ -72,7 +72,9 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes] | None, log: Path)
         client.close()
 
 
-def _server_args(port: int, data_dir: Path, *, appendonly: bool) -> list[str]:
+def _server_args(
+    port: int, data_dir: Path, *, appendonly: bool, appendfsync: str = "everysec"
+) -> list[str]:
     return [
         find_redis_server(),
         "--port",
@@ -85,6 +87,8 @@ def _server_args(port: int, data_dir: Path, *, appendonly: bool) -> list[str]:
         "",
         "--appendonly",
         "yes" if appendonly else "no",
+        "--appendfsync",
+        appendfsync,
         "--logfile",
         str(data_dir / "redis.log"),
     ]
@@ -93,13 +97,20 @@ def _server_args(port: int, data_dir: Path, *, appendonly: bool) -> list[str]:
 class EmbeddedRedis:
     """`with EmbeddedRedis() as r: r.url` — a private redis-server on a free loopback port."""
 
-    def __init__(self, data_dir: Path | None = None, *, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        *,
+        appendonly: bool = True,
+        appendfsync: str = "everysec",
+    ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="relayq-redis-")
             data_dir = Path(self._tmp.name)
         self.data_dir = data_dir
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -110,7 +121,9 @@ class EmbeddedRedis:
     def start(self) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            _server_args(self.port, self.data_dir, appendonly=self.appendonly),
+            _server_args(
+                self.port, self.data_dir, appendonly=self.appendonly, appendfsync=self.appendfsync
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
