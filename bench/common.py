@@ -291,8 +291,10 @@ def start_relayq_worker(
     extra_env: dict[str, str] | None = None,
     args: Sequence[str] = (),
     name: str = "relayq-worker",
+    module: str = "relayq.cli",
 ) -> Proc:
-    """`python -m relayq.cli worker --queues chat`, as tests/conftest.py starts it."""
+    """`python -m relayq.cli worker --queues chat`, as tests/conftest.py starts it (`module`
+    bench.proposed: the same worker with the publisher changes BENCHMARKS.md proposes)."""
     env = base_env(
         RELAYQ_REDIS_URL=redis_url,
         ANTHROPIC_BASE_URL=simulator_url,
@@ -304,7 +306,7 @@ def start_relayq_worker(
     env.update(extra_env or {})
     proc, _ = spawn(
         name,
-        [PYTHON, "-m", "relayq.cli", "worker", "--queues", "chat", *args],
+        [PYTHON, "-m", module, "worker", "--queues", "chat", *args],
         env=env,
         ready="ready",
     )
@@ -391,9 +393,9 @@ async def redis_client(url: str) -> AsyncIterator[Redis]:
         await client.aclose()
 
 
-async def wait_for(predicate: Any, timeout: float, interval: float = 0.01) -> bool:
-    """Polls an async predicate until it is true or `timeout` passes."""
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: Any, limit_s: float, interval: float = 0.01) -> bool:
+    """Polls an async predicate until it is true or `limit_s` seconds pass."""
+    deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if await predicate():
             return True
@@ -468,7 +470,7 @@ async def job_events(redis: Redis, job_id: str) -> list[dict[str, Any]]:
     return [json.loads(fields[b"event"]) for _, fields in entries]
 
 
-async def wait_all_terminal(redis: Redis, job_ids: Sequence[str], timeout: float) -> bool:
+async def wait_all_terminal(redis: Redis, job_ids: Sequence[str], limit_s: float) -> bool:
     """True once every job's hash says done/error/cancelled (polled in pipelines)."""
     from schemas.constants import job_key
 
@@ -491,25 +493,40 @@ async def wait_all_terminal(redis: Redis, job_ids: Sequence[str], timeout: float
         pending = still
         return not pending
 
-    return await wait_for(check, timeout, interval=0.05)
+    return await wait_for(check, limit_s, interval=0.05)
 
 
 # --------------------------------------------------------------------------- subscribers
 
 
+def schedule_lags(points: Sequence[tuple[float, int]], interval: float) -> list[float]:
+    """Delivery lag (ms) of each (arrival time, token index) against the simulator's schedule
+    (token k due at start + k * interval), with the start placed where the best-delivered token
+    puts it: lags are >= 0, and a late first token shows up as a lag, not as later tokens
+    being early."""
+    if not points or not interval:
+        return []
+    anchor = min(seen - index * interval for seen, index in points)
+    return [(seen - index * interval - anchor) * 1000 for seen, index in points]
+
+
 @dataclass
 class Track:
-    """What one subscriber saw of one job: text entries' delivery lag against the simulator's
-    schedule, anchored at the job's first token (which is timed separately, as TTFT)."""
+    """What one subscriber saw of one job's text entries: arrival time and index of the oldest
+    token of each entry (for schedule lags), and worker-publish-to-subscriber delays."""
 
     interval: float
     first: float = float("nan")
     tokens: int = 0
     entries: int = 0
     first_entry_tokens: int = 0
-    lags: list[float] = field(default_factory=list)
+    points: list[tuple[float, int]] = field(default_factory=list)
     publish_lags: list[float] = field(default_factory=list)
     terminal: str = ""
+
+    @property
+    def lags(self) -> list[float]:
+        return schedule_lags(self.points, self.interval)
 
     def feed(self, event: dict[str, Any], seen: float, seen_wall: float) -> None:
         if event.get("type") != "text":
@@ -518,9 +535,7 @@ class Track:
         if self.entries == 0:
             self.first = seen
             self.first_entry_tokens = n
-        elif self.interval:
-            # the oldest token in this entry is token number self.tokens (0-based)
-            self.lags.append((seen - self.first - self.tokens * self.interval) * 1000)
+        self.points.append((seen, self.tokens))
         self.publish_lags.append((seen_wall - event["ts"]) * 1000)
         self.entries += 1
         self.tokens += n
@@ -531,7 +546,7 @@ async def watch_streams(
     tracks: dict[str, Track],
     *,
     per_connection: int = 50,
-    timeout: float = 120.0,
+    limit_s: float = 120.0,
 ) -> None:
     """Follows every job's stream until its terminal event, `per_connection` streams per XREAD
     connection, feeding each text entry to its Track."""
@@ -545,7 +560,7 @@ async def watch_streams(
         try:
             last = {events_key(j): "0" for j in job_ids}
             owner = {events_key(j): j for j in job_ids}
-            deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + limit_s
             while last and time.monotonic() < deadline:
                 reply = await client.xread(last, count=1000, block=1000)
                 seen = time.perf_counter()

@@ -99,7 +99,7 @@ async def relayq_pickup(client: Client, n: int, *, raw_producer: bool = False) -
                 await pipe.execute()
         else:
             await client.submit(job)
-    await wait_all_terminal(redis, list(enqueued), timeout=60)
+    await wait_all_terminal(redis, list(enqueued), limit_s=60)
     latencies = []
     for job_id, t0 in enqueued.items():
         started = [e for e in await job_events(redis, job_id) if e["type"] == "started"]

@@ -18,7 +18,7 @@ import time
 
 import anthropic
 
-from bench.common import percentile, sim_prompt
+from bench.common import percentile, schedule_lags, sim_prompt
 
 
 async def one_stream(
@@ -32,15 +32,12 @@ async def one_stream(
         stream=True,
     )
     received = 0
-    first = 0.0
+    points: list[tuple[float, int]] = []
     async for event in stream:
         if event.type == "content_block_delta" and event.delta.type == "text_delta":
-            now = time.perf_counter()
-            if received == 0:
-                first = now
-            elif interval:
-                lags.append((now - first - received * interval) * 1000)
+            points.append((time.perf_counter(), received))
             received += 1
+    lags.extend(schedule_lags(points, interval))
     return received
 
 
@@ -50,9 +47,11 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         await one_stream(client, 5, 0, [])  # warm-up: connection, imports on first use
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        counts = await asyncio.gather(
-            *(one_stream(client, args.tokens, args.rate, lags) for _ in range(args.streams))
-        )
+        counts: list[int] = []
+        for _ in range(args.waves):
+            counts += await asyncio.gather(
+                *(one_stream(client, args.tokens, args.rate, lags) for _ in range(args.streams))
+            )
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     finally:
         await client.close()
@@ -62,6 +61,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 "cpu_s": cpu,
                 "wall_s": wall,
                 "tokens": sum(counts),
+                "requests": len(counts),
                 "lag_p50_ms": percentile(lags, 50),
                 "lag_p99_ms": percentile(lags, 99),
             }
@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1)
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=0.0)
+    parser.add_argument("--waves", type=int, default=1, help="run the batch this many times")
     asyncio.run(main_async(parser.parse_args()))
 
 

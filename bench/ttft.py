@@ -156,8 +156,14 @@ async def run(ctx: BenchContext) -> Section:
             [name, fmt(d.p50, "ms"), fmt(d.p90, "ms"), fmt(d.p99, "ms")]
             for name, d in ((name, Dist.of(v)) for name, v in stages.items())
         ]
-        + [["bare SDK: request -> first text_delta", fmt(sdk_d.p50, "ms"),
-            fmt(sdk_d.p90, "ms"), fmt(sdk_d.p99, "ms")]],
+        + [
+            [
+                "bare SDK: request -> first text_delta",
+                fmt(sdk_d.p50, "ms"),
+                fmt(sdk_d.p90, "ms"),
+                fmt(sdk_d.p99, "ms"),
+            ]
+        ],
     )
     section.notes.append(
         "relayq's TTFT includes, after the SDK's part: the enqueue script, the wake-up and "

@@ -38,7 +38,8 @@ from string import Template
 from typing import Annotated, Any, Literal
 
 import uvicorn
-from fastapi import Depends, FastAPI, Header, Path as PathParam, Query, Request, Security
+from fastapi import Depends, FastAPI, Header, Query, Request, Security
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -53,7 +54,9 @@ from prometheus_client import (
 )
 from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relayq.client import Client
@@ -64,7 +67,7 @@ from schemas.constants import JOBS_INDEX, job_key
 from schemas.events import TokenUsage
 from schemas.jobs import MAX_JOB_BYTES, ChatJob, ComputerUseJob, _JobBase
 from schemas.settings import Settings
-from workers.redis_conn import REDIS_ERRORS, resilient_redis
+from workers.redis_conn import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,9 @@ class GatewaySettings(BaseSettings):
     gateway_heartbeat_s: float = Field(default=15.0, gt=0, description="SSE keep-alive period.")
     gateway_readers: int = Field(
         default=1, ge=1, le=64, description="Redis connections (XREAD tasks) for SSE fan-out."
+    )
+    gateway_pool_size: int = Field(
+        default=32, ge=2, le=1024, description="Redis connections for everything but XREAD."
     )
     gateway_max_body_bytes: int = Field(default=MAX_JOB_BYTES + 65_536, ge=1024)
 
@@ -375,6 +381,21 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _pool(redis_url: str, size: int) -> Redis:
+    """A bounded pool (requests wait for a free connection) that rides out Redis restarts."""
+    pool = BlockingConnectionPool.from_url(
+        redis_url,
+        max_connections=size,
+        timeout=10,
+        client_name="relayq-gateway",
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=10),
+        retry_on_error=list(REDIS_ERRORS),
+        socket_keepalive=True,
+        health_check_interval=15,
+    )
+    return Redis(connection_pool=pool)
+
+
 def _idempotent_id(tenant: str, key: str) -> str:
     return "job_" + hashlib.sha256(f"{tenant}\x00{key}".encode()).hexdigest()[:32]
 
@@ -404,7 +425,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = resilient_redis(redis_url)
+        pool = _pool(redis_url, gateway.gateway_pool_size)
         state.pool = pool
         state.client = Client(redis=pool, settings=settings)
         metrics = state.metrics
@@ -417,14 +438,18 @@ def create_app(
         state.hub = hub
         metrics.followed.set_function(lambda: hub.followed_jobs)
         await hub.start()
-        log.info("gateway ready: %d tenant(s), %d stream reader(s)", len(state.keys.tenants),
-                 gateway.gateway_readers)
+        log.info(
+            "gateway ready: %d tenant(s), %d stream reader(s)",
+            len(state.keys.tenants),
+            gateway.gateway_readers,
+        )
         try:
             yield
         finally:
             state.hub = state.client = state.pool = None
             await hub.aclose()
             await pool.aclose()
+            await pool.connection_pool.disconnect()
 
     app = FastAPI(
         title="relayq gateway",
@@ -435,7 +460,7 @@ def create_app(
     )
     app.state.relayq = state
     _install_error_handlers(app)
-    app.add_middleware(_RequestMetrics, metrics=state.metrics)  # type: ignore[arg-type]
+    app.add_middleware(_RequestMetrics, metrics=state.metrics)
     _add_api_routes(app)
     _add_ops_routes(app)
     _add_dashboard_routes(app)
@@ -460,8 +485,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         errors = _clean_errors(exc)
         return problem_response(
-            Problem(title="Unprocessable Content", status=422, detail=_summary(errors),
-                    errors=errors)  # fmt: skip
+            Problem(
+                title="Unprocessable Content", status=422, detail=_summary(errors), errors=errors
+            )
         )
 
     async def on_redis(request: Request, exc: Exception) -> Response:
@@ -771,7 +797,7 @@ def _add_ops_routes(app: FastAPI) -> None:
     )
     async def healthz(request: Request) -> Health:
         pool, _, _ = _state(request).ready()
-        await pool.ping()  # type: ignore[misc]
+        await pool.ping()
         return Health(status="ok", redis="ok")
 
     @app.get(

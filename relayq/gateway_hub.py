@@ -33,8 +33,9 @@ import secrets
 import time
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -188,8 +189,12 @@ class _Reader:
             except REDIS_ERRORS as e:
                 failures += 1
                 delay = min(0.05 * 2**failures, 2.0)
-                log.warning("stream reader %d: Redis error (%s); retrying in %.2fs", self.index,
-                            type(e).__name__, delay)
+                log.warning(
+                    "stream reader %d: Redis error (%s); retrying in %.2fs",
+                    self.index,
+                    type(e).__name__,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 continue
             received = time.time()
@@ -199,10 +204,11 @@ class _Reader:
                     self.wake_cursor = raw_entries[-1][0].decode()
                     continue
                 job_id = key[len("relayq:{") : -len("}:events")]
-                followed = snapshot.get(job_id)
+                current = snapshot.get(job_id)
                 # a job left and followed anew meanwhile reads again from its own cursor
-                if followed is None or self.jobs.get(job_id) is not followed:
+                if current is None or self.jobs.get(job_id) is not current:
                     continue
+                followed = current
                 for raw_id, fields in raw_entries:
                     entry = _entry(raw_id, fields)
                     if entry.pos <= followed.cursor:
@@ -272,8 +278,8 @@ class StreamHub:
     def _reader_of(self, job_id: str) -> _Reader:
         return self._readers[zlib.crc32(job_id.encode()) % len(self._readers)]
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -328,9 +334,7 @@ class StreamHub:
                             try:
                                 await asyncio.wait_for(sub.ready.wait(), idle_s)
                             except TimeoutError:
-                                if not await self.pool.exists(
-                                    events_key(job_id), job_key(job_id)
-                                ):
+                                if not await self.pool.exists(events_key(job_id), job_key(job_id)):
                                     return
                                 yield None
                                 continue

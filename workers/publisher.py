@@ -82,12 +82,13 @@ class Publisher:
             raise Fenced(self.job_id)
 
     async def finish(self, event: Event, *, usage: TokenUsage | None = None) -> None:
-        """Publish the attempt's last event (a terminal event or a `retry`) and stop."""
+        """Publish the attempt's last event (a terminal event or a `retry`) and wait for it.
+
+        The publisher stays open: if this wait is cancelled (a cancel request racing the end of
+        the job), the caller can still publish `cancelled`, and publish.lua keeps whichever
+        terminal event came first."""
         self.emit(event, usage=usage)
-        try:
-            await self.flush()
-        finally:
-            await self.aclose()
+        await self.flush()
 
     async def aclose(self) -> None:
         self._closed = True

@@ -140,7 +140,7 @@ class Runtime:
             raise Fenced(job_id)
         return n
 
-    async def reject(self, job_id: str, message: str) -> None:
+    async def reject(self, job_id: str, message: str, *, kind: str = "invalid_request") -> None:
         """Ends a job that never reached a job function with an `error` event, if it exists."""
         raw: bytes | None = await self.redis.hget(job_key(job_id), "attempt")  # type: ignore[misc]
         if raw is None:
@@ -150,7 +150,7 @@ class Runtime:
         error = Error(
             job_id=job_id,
             attempt=int(attempt),
-            error=ErrorInfo(type="invalid_request", message=message),
+            error=ErrorInfo(type=kind, message=message),
         )
         await self.scripts.call(
             "publish",

@@ -40,7 +40,8 @@ UNLIMITED_TRIES = 1_000_000
 
 
 def json_serializer(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, separators=(",", ":")).encode()
+    # arq also serializes failure results (exceptions); relayq keeps none, so a repr will do
+    return json.dumps(data, separators=(",", ":"), default=repr).encode()
 
 
 def json_deserializer(raw: bytes) -> Any:

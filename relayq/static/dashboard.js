@@ -226,7 +226,7 @@
 
   const job = {
     info: null, attempt: 0, text: "", tools: [], usage: null, actions: new Map(),
-    shots: [], pinned: null, terminal: null,
+    shots: [], pinned: null, terminal: null, afterAction: false,
   };
 
   function emptyUsage() {
@@ -237,6 +237,7 @@
   function startAttempt(attempt) {
     job.attempt = attempt;
     job.text = "";
+    job.afterAction = false;
     job.tools = [];
     job.usage = emptyUsage();
     job.actions = new Map();
@@ -365,6 +366,9 @@
         setStatus($("job-status"), "running");
         break;
       case "text":
+        // a computer-use job's turns are separated by actions: one line per turn
+        if (job.afterAction && job.text && !job.text.endsWith("\n")) job.text += "\n";
+        job.afterAction = false;
         job.text += event.text;
         renderText();
         break;
@@ -376,6 +380,7 @@
         for (const k of Object.keys(job.usage)) job.usage[k] += event[k] || 0;
         break;
       case "action":
+        job.afterAction = true;
         job.actions.set(event.step, event);
         renderScreen();
         break;

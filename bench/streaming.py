@@ -1,0 +1,294 @@
+"""3. Streaming cost: worker CPU per 1,000 tokens vs the bare SDK's CPU to receive and parse the
+same streams; Redis commands per token; what coalescing adds to delivery.
+
+For each load shape (streams x tokens at a rate) the bare SDK (bench.sdk_client, its own process)
+and relayq (one worker process, subscribers reading every stream) receive the same replies from
+the same simulator. Worker CPU is the worker process's user+system time over the batch (per-job
+work - pickup, start, finish - included); the SDK's is its process time over the streams.
+
+Redis commands are INFO deltas over the batch, less the subscribers' XREAD, the probes' INFO and
+the producer's enqueue (one EVALSHA + 9 commands inside enqueue.lua per job): what the worker
+causes, counted the strict way (commands run inside Lua scripts included). "Publish writes" are
+the publisher's EVALSHA round trips (each one append of one or more events).
+
+Delivery lag: for each text entry a subscriber reads, arrival minus when its oldest token was due
+by the simulator's schedule, anchored at the stream's first token; the SDK's lag is the same
+measure on its own receipt of each token. The difference is what the worker, Redis and the
+subscriber add (coalescing included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from dataclasses import dataclass
+
+from bench.common import (
+    PYTHON,
+    ROOT,
+    BenchContext,
+    Dist,
+    Repeated,
+    Section,
+    Track,
+    base_env,
+    chat_job,
+    command_count,
+    fmt,
+    processes,
+    redis_client,
+    redis_server,
+    start_relayq_worker,
+    submit_all,
+    watch_streams,
+)
+from relayq.client import Client
+from schemas.settings import Settings
+
+ENQUEUE_COMMANDS = 10  # EVALSHA + EXISTS TIME HSET XADD SET ZADD ZADD ZREMRANGEBYSCORE PUBLISH
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    streams: int
+    tokens: int
+    rate: float
+
+    @property
+    def label(self) -> str:
+        rate = "max rate" if self.rate == 0 else f"{self.rate:g} tok/s"
+        return f"{self.streams} x {self.tokens} tok @ {rate}"
+
+
+@dataclass
+class Outcome:
+    worker_cpu_per_1k: float
+    sdk_cpu_per_1k: float
+    commands_per_token: float
+    writes_per_token: float
+    lag_p50: float
+    lag_p99: float
+    sdk_lag_p50: float
+    sdk_lag_p99: float
+    first_entry_single: float
+    tokens: int
+
+
+def sdk_run(base_url: str, shape: Shape) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "bench.sdk_client",
+            "--base-url",
+            base_url,
+            "--streams",
+            str(shape.streams),
+            "--tokens",
+            str(shape.tokens),
+            "--rate",
+            str(shape.rate),
+        ],
+        cwd=ROOT,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+async def relayq_run(
+    url: str, client: Client, worker_cpu: object, shape: Shape
+) -> tuple[float, int, int, int, dict[str, Track]]:
+    """Returns (worker CPU s, tokens, worker commands, publish writes, tracks)."""
+    assert callable(worker_cpu)
+    jobs = [chat_job(shape.tokens, shape.rate) for _ in range(shape.streams)]
+    interval = 1.0 / shape.rate if shape.rate else 0.0
+    tracks = {j.id: Track(interval) for j in jobs}
+    async with redis_client(url) as redis:
+        before = await command_count(redis)
+        cpu0 = worker_cpu()
+        watcher = asyncio.create_task(watch_streams(url, tracks, limit_s=300))
+        await asyncio.sleep(0.05)  # subscribers blocked in XREAD before the first job exists
+        await submit_all(client, jobs)
+        await watcher
+        cpu = worker_cpu() - cpu0
+        delta = await command_count(redis) - before
+    tokens = sum(t.tokens for t in tracks.values())
+    by = delta.by_command
+    commands = (
+        delta.total
+        - by.get("info", 0)
+        - by.get("xread", 0)
+        - by.get("exists", 0) * 0  # EXISTS runs inside enqueue.lua: counted in ENQUEUE_COMMANDS
+        - ENQUEUE_COMMANDS * len(jobs)
+    )
+    writes = by.get("evalsha", 0) + by.get("eval", 0) - 2 * len(jobs)  # enqueue + start scripts
+    return cpu, tokens, commands, writes, tracks
+
+
+async def run(ctx: BenchContext) -> Section:
+    section = Section("streaming", "3. Streaming cost, commands per token, coalescing delay")
+    shapes = [
+        Shape("max", 10, ctx.pick(300, 1000), 0),
+        Shape("1k", 1, ctx.pick(1000, 3000), 1000),
+        Shape("200", 20, ctx.pick(200, 600), 200),
+        Shape("50", ctx.pick(10, 50), ctx.pick(100, 250), 50),
+    ]
+    repeats = ctx.pick(1, 3)
+    outcomes: dict[str, list[Outcome]] = {s.name: [] for s in shapes}
+    proposed: dict[str, list[Outcome]] = {s.name: [] for s in shapes}
+    for variant, results in (("relayq.cli", outcomes), ("bench.proposed", proposed)):
+        await measure(ctx, shapes, repeats, variant, results)
+    report(section, shapes, outcomes, proposed)
+    return section
+
+
+async def measure(
+    ctx: BenchContext,
+    shapes: list[Shape],
+    repeats: int,
+    module: str,
+    outcomes: dict[str, list[Outcome]],
+) -> None:
+    with redis_server() as server, processes() as procs:
+        worker = start_relayq_worker(server.url, ctx.simulator_url, module=module)
+        procs.append(worker)
+        settings = Settings(redis_url=server.url, stream_ttl_s=600)
+        async with Client(settings=settings) as client:
+            await relayq_run(server.url, client, worker.cpu_seconds, Shape("warm", 2, 20, 0))
+            for _ in range(repeats):
+                for shape in shapes:
+                    sdk = await asyncio.to_thread(sdk_run, ctx.simulator_url, shape)
+                    cpu, tokens, commands, writes, tracks = await relayq_run(
+                        server.url, client, worker.cpu_seconds, shape
+                    )
+                    lags = [x for t in tracks.values() for x in t.lags]
+                    d = Dist.of(lags)
+                    outcomes[shape.name].append(
+                        Outcome(
+                            worker_cpu_per_1k=cpu / tokens * 1000,
+                            sdk_cpu_per_1k=sdk["cpu_s"] / sdk["tokens"] * 1000,
+                            commands_per_token=commands / tokens,
+                            writes_per_token=writes / tokens,
+                            lag_p50=d.p50,
+                            lag_p99=d.p99,
+                            sdk_lag_p50=sdk["lag_p50_ms"],
+                            sdk_lag_p99=sdk["lag_p99_ms"],
+                            first_entry_single=sum(
+                                t.first_entry_tokens == 1 for t in tracks.values()
+                            )
+                            / len(tracks),
+                            tokens=tokens,
+                        )
+                    )
+
+
+def report(
+    section: Section,
+    shapes: list[Shape],
+    outcomes: dict[str, list[Outcome]],
+    proposed: dict[str, list[Outcome]],
+) -> None:
+    detail: list[list[str]] = []
+    for shape in shapes:
+        runs = outcomes[shape.name]
+
+        def med(attr: str, runs: list[Outcome] = runs) -> Repeated:
+            return Repeated(tuple(getattr(o, attr) for o in runs))
+
+        cpu, sdk_cpu = med("worker_cpu_per_1k"), med("sdk_cpu_per_1k")
+        cpu_ratio = Repeated(tuple(o.worker_cpu_per_1k / o.sdk_cpu_per_1k for o in runs))
+        section.add(
+            f"worker CPU per 1,000 tokens ({shape.label})",
+            fmt(cpu.median * 1000, "ms"),
+            fmt(sdk_cpu.median * 1000, "ms (SDK)"),
+            fmt(cpu_ratio.median, "x"),
+            "<= 1.5x",
+            cpu_ratio.median <= 1.5,
+            f"ratio {cpu_ratio.spread}",
+        )
+        cmds = med("commands_per_token")
+        high_rate = shape.rate == 0 or shape.rate >= 200
+        section.add(
+            f"Redis commands per token ({shape.label})",
+            fmt(cmds.median),
+            "1 (one XADD per token)",
+            fmt(cmds.median, "x"),
+            "<= 0.2" if high_rate else "- (low rate)",
+            cmds.median <= 0.2 if high_rate else None,
+            f"publish writes/token {fmt(med('writes_per_token').median)}; {cmds.spread}",
+        )
+        if shape.rate:
+            lag50, lag99 = med("lag_p50"), med("lag_p99")
+            sdk50, sdk99 = med("sdk_lag_p50"), med("sdk_lag_p99")
+            added99 = lag99.median - sdk99.median
+            section.add(
+                f"delivery lag added, p50 / p99 ({shape.label})",
+                f"{fmt(lag50.median - sdk50.median, 'ms')} / {fmt(added99, 'ms')}",
+                "0 ms",
+                "-",
+                "<= 15 ms",
+                added99 <= 15,
+                f"subscriber lag p50 {fmt(lag50.median, 'ms')} p99 {fmt(lag99.median, 'ms')}; "
+                f"SDK p50 {fmt(sdk50.median, 'ms')} p99 {fmt(sdk99.median, 'ms')}",
+            )
+        single = med("first_entry_single")
+        detail.append(
+            [
+                shape.label,
+                f"{sum(o.tokens for o in runs):,}",
+                fmt(single.median * 100, "%"),
+                fmt(cmds.median),
+                fmt(med("writes_per_token").median),
+            ]
+        )
+    section.table(
+        "Per shape: tokens seen by subscribers, first text entry = exactly the first token "
+        "(published at once), commands and publish writes per token",
+        ["shape", "tokens", "first entry single-token", "commands/token", "writes/token"],
+        detail,
+    )
+    prop_rows: list[list[str]] = []
+    for shape in shapes:
+        runs, prop = outcomes[shape.name], proposed[shape.name]
+        cur_c = Repeated(tuple(o.commands_per_token for o in runs)).median
+        new_c = Repeated(tuple(o.commands_per_token for o in prop)).median
+        new_w = Repeated(tuple(o.writes_per_token for o in prop)).median
+        cur_cpu = Repeated(tuple(o.worker_cpu_per_1k / o.sdk_cpu_per_1k for o in runs)).median
+        new_cpu = Repeated(tuple(o.worker_cpu_per_1k / o.sdk_cpu_per_1k for o in prop)).median
+        if shape.rate:
+            added = Repeated(tuple(o.lag_p99 - o.sdk_lag_p99 for o in prop)).median
+            lag = fmt(added, "ms")
+        else:
+            lag = "-"
+        prop_rows.append(
+            [
+                shape.label,
+                f"{fmt(cur_c)} -> {fmt(new_c)}",
+                fmt(new_w),
+                f"{fmt(cur_cpu, 'x')} -> {fmt(new_cpu, 'x')}",
+                lag,
+            ]
+        )
+    section.table(
+        "Proposed publisher (bench/proposed.py: 10 ms linger after a write, first delta at once; "
+        "one HMGET fence read), measured in the same run",
+        [
+            "shape",
+            "commands/token now -> proposed",
+            "writes/token proposed",
+            "CPU vs SDK now -> proposed",
+            "added p99 lag proposed",
+        ],
+        prop_rows,
+    )
+    section.raw = {
+        "current": {k: [o.__dict__ for o in v] for k, v in outcomes.items()},
+        "proposed": {k: [o.__dict__ for o in v] for k, v in proposed.items()},
+    }

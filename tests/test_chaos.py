@@ -1,0 +1,226 @@
+"""The chaos suite: real worker processes and redis-servers, killed and restarted under load.
+
+Run alone with `pytest -m chaos`. Each scenario checks the contract: every accepted job ends with
+exactly one terminal event, no job is lost, and a `done` job's final attempt holds exactly the
+simulator's scripted reply (the voided attempts' output never leaks into it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from relayq.client import Client
+from relayq.embedded_redis import EmbeddedRedis
+from relayq.simulator import Simulator, run_in_thread, scripted_reply
+from relayq.transcript import transcript_of
+from schemas.events import Event, Started
+from schemas.jobs import ChatJob, ConnOptions
+from schemas.settings import Settings
+from tests.conftest import WorkerProcess, start_worker, worker_env
+
+pytestmark = pytest.mark.chaos
+
+LEASE_S = 3.0
+RECOVERY_BOUND_S = 15.0
+
+
+@pytest.fixture
+def chaos_redis() -> Iterator[EmbeddedRedis]:
+    # appendfsync always: a SIGKILLed Redis keeps every write it acknowledged
+    with EmbeddedRedis(appendonly=True, appendfsync="always") as server:
+        yield server
+
+
+@pytest.fixture
+def flaky_simulator() -> Iterator[Simulator]:
+    with run_in_thread(fault_rate=0.10, seed=11) as sim:
+        yield sim
+
+
+@pytest.fixture
+async def chaos_client(chaos_redis: EmbeddedRedis) -> AsyncIterator[Client]:
+    settings = Settings(redis_url=chaos_redis.url)
+    async with Client(chaos_redis.url, settings=settings) as c:
+        yield c
+
+
+@dataclass
+class Fleet:
+    env: dict[str, str]
+    workers: list[WorkerProcess] = field(default_factory=list)
+    kills: list[tuple[int, float]] = field(default_factory=list)  # (pid, unix time)
+
+    def spawn(self) -> WorkerProcess:
+        w = start_worker(self.env, "--queues", "chat")
+        self.workers.append(w)
+        return w
+
+    def kill_one(self, rng: random.Random) -> None:
+        alive = [w for w in self.workers if w.process.poll() is None]
+        victim = rng.choice(alive)
+        victim.process.send_signal(signal.SIGKILL)
+        victim.process.wait()
+        self.kills.append((victim.process.pid, time.time()))
+
+    def stop(self) -> None:
+        for w in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                w.process.kill()
+            w.process.wait()
+
+
+@pytest.fixture
+def fleet(chaos_redis: EmbeddedRedis, flaky_simulator: Simulator) -> Iterator[Fleet]:
+    env = worker_env(
+        chaos_redis.url,
+        flaky_simulator,
+        RELAYQ_LEASE_S=str(LEASE_S),
+        RELAYQ_LOG_LEVEL="WARNING",
+        RELAYQ_SHUTDOWN_GRACE_S="0",
+    )
+    f = Fleet(env)
+    yield f
+    f.stop()
+
+
+def chat_jobs(n: int, seed: int, *, always_restart: bool = False) -> list[ChatJob]:
+    rng = random.Random(seed)
+    return [
+        ChatJob(
+            id=f"chaos_{seed}_{i}",
+            prompt=f"[[sim:tokens={rng.randint(10, 40)} rate=25]] chaos job {i}",
+            conn_options=ConnOptions(max_retry=8, retry_interval=0.05, timeout=5),
+            restart_after_output=always_restart or i % 2 == 0,
+        )
+        for i in range(n)
+    ]
+
+
+async def drain(client: Client, job_ids: list[str]) -> dict[str, list[Event]]:
+    async def one(job_id: str) -> tuple[str, list[Event]]:
+        return job_id, [e.event async for e in client.events(job_id, block_ms=1000)]
+
+    return dict(await asyncio.gather(*(one(j) for j in job_ids)))
+
+
+def check_contract(jobs: list[ChatJob], results: dict[str, list[Event]]) -> dict[str, int]:
+    outcomes: dict[str, int] = {}
+    for job in jobs:
+        events = results[job.id]
+        terminals = [e for e in events if e.type in ("done", "error", "cancelled")]
+        assert len(terminals) == 1, f"{job.id}: {[e.type for e in terminals]}"
+        assert terminals[0] is events[-1]
+        outcome = terminals[0].type
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        if outcome == "done":
+            body = {"messages": [{"role": "user", "content": job.prompt}]}
+            assert transcript_of(events).text == scripted_reply(body), job.id
+    return outcomes
+
+
+def recovery_times(fleet: Fleet, results: dict[str, list[Event]]) -> list[float]:
+    """For each attempt lost with a killed worker: seconds from the kill to the next start."""
+    times: list[float] = []
+    for events in results.values():
+        starts = [e for e in events if isinstance(e, Started)]
+        for lost, rerun in zip(starts, starts[1:], strict=False):
+            pid = int(lost.worker.split(":")[1])
+            killed = [t for p, t in fleet.kills if p == pid and t <= rerun.ts]
+            if killed:
+                times.append(rerun.ts - killed[-1])
+    return times
+
+
+def report(name: str, line: str) -> None:
+    out = Path(os.environ.get("RELAYQ_TEST_OUTPUT", "test-output"))
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "chaos.txt").open("a") as f:
+        f.write(f"{name}: {line}\n")
+    print(f"\n{name}: {line}")
+
+
+async def test_300_jobs_survive_workers_killed_every_few_seconds(
+    chaos_client: Client, fleet: Fleet
+) -> None:
+    rng = random.Random(5)
+    for _ in range(3):
+        fleet.spawn()
+    jobs = chat_jobs(300, seed=1)
+    for job in jobs:
+        await chaos_client.submit(job)
+
+    draining = asyncio.create_task(drain(chaos_client, [j.id for j in jobs]))
+    for _ in range(4):
+        await asyncio.sleep(1.5)  # chaos cadence: a kill every 1.5 s while jobs stream
+        await asyncio.to_thread(fleet.kill_one, rng)
+        await asyncio.to_thread(fleet.spawn)
+    results = await asyncio.wait_for(draining, timeout=180)
+
+    outcomes = check_contract(jobs, results)
+    recoveries = recovery_times(fleet, results)
+    assert outcomes.get("done", 0) >= 250, outcomes
+    assert recoveries, "no job was caught mid-run by a kill"
+    assert max(recoveries) < RECOVERY_BOUND_S
+    report(
+        "kill-9 chaos",
+        f"{len(jobs)} jobs {outcomes}; {len(fleet.kills)} kills; kill-to-rerun over "
+        f"{len(recoveries)} lost attempts: max {max(recoveries):.2f}s, "
+        f"median {sorted(recoveries)[len(recoveries) // 2]:.2f}s (lease {LEASE_S}s)",
+    )
+
+
+async def test_jobs_survive_a_redis_crash_and_restart_in_the_middle(
+    chaos_redis: EmbeddedRedis, chaos_client: Client, fleet: Fleet
+) -> None:
+    for _ in range(3):
+        fleet.spawn()
+    jobs = chat_jobs(150, seed=2)
+    for job in jobs[:100]:
+        await chaos_client.submit(job)
+
+    draining = asyncio.create_task(drain(chaos_client, [j.id for j in jobs[:100]]))
+    await asyncio.sleep(1.0)  # let the first jobs stream before the crash
+    await asyncio.to_thread(chaos_redis.kill)
+    await asyncio.to_thread(chaos_redis.start)
+    for job in jobs[100:]:
+        await chaos_client.submit(job)
+    results = await asyncio.wait_for(draining, timeout=180)
+    results |= await asyncio.wait_for(drain(chaos_client, [j.id for j in jobs[100:]]), 180)
+
+    outcomes = check_contract(jobs, results)
+    assert outcomes.get("done", 0) >= 120, outcomes
+    report("redis crash", f"{len(jobs)} jobs {outcomes}")
+
+
+async def test_a_cancellation_storm_ends_every_job_cancelled_or_done_never_both(
+    chaos_client: Client, fleet: Fleet
+) -> None:
+    rng = random.Random(9)
+    for _ in range(2):
+        fleet.spawn()
+    jobs = chat_jobs(120, seed=3, always_restart=True)  # faults are retried: no `error`
+
+    async def submit_and_maybe_cancel(job: ChatJob) -> None:
+        await asyncio.sleep(rng.uniform(0, 1.0))
+        await chaos_client.submit(job)
+        if rng.random() < 0.6:
+            await asyncio.sleep(rng.choice([0, 0, 0.05, 0.3, 1.0, 2.5]))
+            await chaos_client.cancel(job.id)
+
+    await asyncio.gather(*(submit_and_maybe_cancel(j) for j in jobs))
+    results = await asyncio.wait_for(drain(chaos_client, [j.id for j in jobs]), timeout=120)
+
+    outcomes = check_contract(jobs, results)
+    assert set(outcomes) <= {"cancelled", "done"}, outcomes
+    assert outcomes.get("cancelled", 0) > 20 and outcomes.get("done", 0) > 20, outcomes
+    report("cancel storm", f"{len(jobs)} jobs {outcomes}")
