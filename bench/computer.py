@@ -154,10 +154,10 @@ async def measure_steps(
 
 async def run(ctx: BenchContext) -> Section:
     section = Section("computer", "7. Computer use: step overhead, leases, memory")
-    steps = ctx.pick(15, 60)
-    leases = ctx.pick(4, 15)
-    colds = ctx.pick(2, 5)
-    contexts = ctx.pick(3, 8)
+    steps = ctx.pick(5, 40)
+    leases = ctx.pick(3, 15)
+    colds = ctx.pick(1, 5)
+    contexts = ctx.pick(2, 8)
     raw: dict[str, Any] = {}
     with redis_server() as server, serve_directory() as base_url:
         url = f"{base_url}/demo_signup.html"

@@ -128,6 +128,20 @@ async def _client_main(base_url: str, job_ids: list[str], per_job: int) -> dict[
 # --------------------------------------------------------------------------- orchestration
 
 
+def _gateway_connections(redis_url: str) -> dict[str, int]:
+    """The gateway's Redis connections by client name (readers hold the blocking XREADs)."""
+    import redis
+
+    with redis.Redis.from_url(redis_url) as r:
+        clients = r.client_list()
+    counts: dict[str, int] = {}
+    for client in clients:
+        name = str(client.get("name", ""))
+        if name.startswith("relayq-gateway"):
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 def _wait_ready(proc: Proc, url: str, timeout: float = 30.0) -> None:
     import httpx
 
@@ -206,6 +220,7 @@ def run(subscribers: int, jobs: int, tokens: int, rate: float, client_procs: int
                 raise RuntimeError("a client process failed to connect its subscribers")
         connect_s = time.monotonic() - connect_started
         rss_connected = gateway.rss()
+        connections = _gateway_connections(redis.url)
         cpu_before = gateway.cpu_seconds()
 
         worker = start_relayq_worker(redis.url, sim_url, max_jobs=jobs)
@@ -214,6 +229,8 @@ def run(subscribers: int, jobs: int, tokens: int, rate: float, client_procs: int
         rss_peak = rss_connected
         while any(p.poll() is None for p, _ in clients):
             rss_peak = max(rss_peak, gateway.rss())
+            for name, n in _gateway_connections(redis.url).items():
+                connections[name] = max(connections.get(name, 0), n)
             time.sleep(0.25)
             if time.monotonic() - run_started > 600:
                 raise RuntimeError("the load test did not finish within 10 minutes")
@@ -253,6 +270,7 @@ def run(subscribers: int, jobs: int, tokens: int, rate: float, client_procs: int
             "peak": round(rss_peak / 2**20, 1),
         },
         "gateway_cpu_s": round(cpu_s, 1),
+        "gateway_redis_connections_max": connections,
         "machine": machine_info(),
         "load_average_after": load_average(),
     }

@@ -143,9 +143,9 @@ def _breakdown(delta: CommandCount, window: float) -> str:
 
 async def run(ctx: BenchContext) -> Section:
     section = Section("pickup", "1. Pickup latency (enqueue to job start) and idle Redis load")
-    n = ctx.pick(30, 120)
+    n = ctx.pick(20, 120)
     repeats = ctx.pick(1, 3)
-    window = ctx.pick(4.0, 20.0)
+    window = ctx.pick(2.0, 15.0)
     with redis_server() as server, processes() as procs:
         async with redis_client(server.url) as redis:
             arq_worker = start_arq_worker(server.url)
@@ -165,7 +165,13 @@ async def run(ctx: BenchContext) -> Section:
                 await asyncio.sleep(1.0)
                 two_samples = [await relayq_pickup(client, n) for _ in range(repeats)]
                 second.stop()
-                raw_samples = [await relayq_pickup(client, max(10, n // 3), raw_producer=True)]
+                raw_samples = [await relayq_pickup(client, max(6, n // 3), raw_producer=True)]
+            worker.stop()
+            slow = start_relayq_worker(
+                server.url, ctx.simulator_url, args=["--poll-delay", "1.0"], name="relayq-poll1"
+            )
+            procs.append(slow)
+            slow_idle, slow_delta = await idle_commands_per_s(redis, window)
 
     arq_dist = _rows(section, "arq worker (defaults, poll 0.5 s)", arq_samples, None)
     _rows(section, "relayq, 1 worker, enqueue.lua", rq_samples, arq_dist)
@@ -188,6 +194,15 @@ async def run(ctx: BenchContext) -> Section:
         "<= arq's",
         rq_idle <= arq_idle + 1e-9,
         f"{window:g} s window",
+    )
+    section.add(
+        "idle worker with --poll-delay 1.0 (proposed default): Redis commands/s",
+        fmt(slow_idle, "/s"),
+        fmt(arq_idle, "/s"),
+        fmt(ratio(slow_idle, arq_idle), "x"),
+        "<= arq's",
+        None,
+        "prototype of the proposed default: " + _breakdown(slow_delta, window),
     )
     section.notes.append(f"Idle arq worker's commands: {_breakdown(arq_delta, window)}.")
     section.notes.append(f"Idle relayq worker's commands: {_breakdown(rq_delta, window)}.")

@@ -82,7 +82,7 @@ async def relayq_ttft(client: Client, stages: dict[str, list[float]] | None = No
 
 async def run(ctx: BenchContext) -> Section:
     section = Section("ttft", "2. Time to first token seen by a subscriber")
-    n = ctx.pick(15, 60)
+    n = ctx.pick(10, 60)
     repeats = ctx.pick(1, 3)
     sdk_runs: list[list[float]] = []
     rq_runs: list[list[float]] = []

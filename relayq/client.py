@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -38,6 +39,8 @@ from schemas.jobs import ChatJob, _JobBase
 from schemas.settings import Settings
 from workers.redis_conn import resilient_redis
 from workers.scripts import Scripts
+
+logger = logging.getLogger(__name__)
 
 ARQ_JOB_TTL_MS = 24 * 3600 * 1000
 _FUNCTIONS = {"chat": "chat", "computer_use": "computer_use"}
@@ -161,7 +164,11 @@ class Client:
                 continue
             for stream_id, fields in reply[0][1]:
                 last = stream_id.decode()
-                event = parse_event(fields[EVENT_FIELD.encode()])
+                try:
+                    event = parse_event(fields[EVENT_FIELD.encode()])
+                except (KeyError, ValueError):
+                    logger.warning("job %s: skipped unreadable stream entry %s", job_id, last)
+                    continue
                 yield StreamEntry(id=last, event=event)
                 if is_terminal(event):
                     return

@@ -148,18 +148,9 @@ async def test_garbage_on_the_queue_is_reported_and_the_worker_keeps_serving(
 ) -> None:  # type: ignore[no-untyped-def]
     redis = own_client.redis
     spawn()
-    # a job hash whose arq envelope is not JSON at all
-    await own_client._scripts.call(
-        "enqueue",
-        [
-            job_key("job_garbled"),
-            events_key("job_garbled"),
-            "arq:job:job_garbled",
-            CHAT_QUEUE,
-            JOBS_INDEX,
-        ],
-        ["job_garbled", "{}", "chat", "chat", "?", 1000, 60000, ""],
-    )
+    # a job whose arq envelope is not JSON at all (written before it is queued, so no worker
+    # can see a valid envelope first)
+    await redis.hset(job_key("job_garbled"), mapping={"status": "queued", "attempt": "0"})
     await redis.set("arq:job:job_garbled", b"\x80\x04\x95pickle? no thanks")
     await redis.zadd(CHAT_QUEUE, {"job_garbled": 1})
     # queue members with no job at all, and an envelope for an unknown function

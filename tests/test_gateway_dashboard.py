@@ -183,7 +183,7 @@ async def test_a_computer_use_job_shows_live_screenshots_the_click_and_a_film_st
     first_click = next(n for n, step in enumerate(plan, 1) if step["action"] == "left_click")
     await page.get_by_role("button", name=f"Show step {first_click}").click()
     await expect(page.locator("#screen-marker")).to_be_visible()
-    x, y = plan[first_click - 1]["coordinate"]  # type: ignore[misc]
+    x, y = plan[first_click - 1]["coordinate"]
     await expect(page.locator("#screen-caption")).to_contain_text(f"left_click at ({x}, {y})")
     await snapshot(page, "dashboard-computer-step")
 

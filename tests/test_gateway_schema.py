@@ -7,6 +7,7 @@ sends the same inputs."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -27,7 +28,7 @@ SCHEMA_DB = 3
 EXAMPLES = {GenerationMode.POSITIVE: 13, GenerationMode.NEGATIVE: 12}
 
 
-def _operations() -> list[APIOperation]:
+def _operations() -> list[APIOperation[Any, Any, Any, Any]]:
     """The operations of the document the gateway serves (built without a Redis)."""
     unused = "redis://127.0.0.1:1/0"
     app = create_app(
@@ -36,7 +37,7 @@ def _operations() -> list[APIOperation]:
         gateway_settings=GatewaySettings(api_keys=SecretStr(API_KEYS)),
     )
     schema = schemathesis.openapi.from_dict(app.openapi())
-    return [result.ok() for result in schema.get_all_operations()]
+    return [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
 
 
 OPERATIONS = _operations()
@@ -55,7 +56,7 @@ def test_the_document_has_every_operation() -> None:
 @pytest.mark.parametrize("mode", list(EXAMPLES), ids=lambda m: m.value)
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.label)
 def test_no_generated_request_makes_the_gateway_answer_5xx(
-    schema_gateway: str, operation: APIOperation, mode: GenerationMode
+    schema_gateway: str, operation: APIOperation[Any, Any, Any, Any], mode: GenerationMode
 ) -> None:
     @given(case=operation.as_strategy(mode))
     @settings(
@@ -65,9 +66,9 @@ def test_no_generated_request_makes_the_gateway_answer_5xx(
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    def check(case: schemathesis.Case) -> None:
+    def check(case: schemathesis.Case[Any]) -> None:
         # stream=True: a valid event stream of a queued job stays open; its status is enough
-        headers = {**(case.headers or {}), **ACME}
+        headers = {**dict(case.headers or {}), **ACME}
         response = case.call(base_url=schema_gateway, headers=headers, stream=True, timeout=10)
         case.validate_response(response, checks=[not_a_server_error])
 

@@ -52,6 +52,8 @@ async def run_attempt(ctx: dict[str, Any], payload: object, body: JobBody) -> No
         # let arq count it as failed. The next attempt voids this one (reason worker_lost).
         logger.warning("job %s: redis unavailable (%s); handing the job back", ctx["job_id"], e)
         raise ArqRetry(defer=1.0) from e
+    except ArqRetry:
+        raise
     except Exception as e:
         # a bug outside the job body: never leave the job without a terminal event
         logger.exception("job %s: attempt frame failed", ctx["job_id"])
