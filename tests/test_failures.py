@@ -14,7 +14,7 @@ from relayq.client import Client
 from relayq.embedded_redis import EmbeddedRedis
 from relayq.simulator import Simulator, scripted_reply
 from relayq.transcript import transcript_of
-from schemas.constants import CHAT_QUEUE, JOBS_INDEX, events_key, job_key
+from schemas.constants import CHAT_QUEUE, events_key, job_key
 from schemas.events import Done, Error, Event, Retry, Started, Text
 from schemas.jobs import ChatJob
 from schemas.settings import Settings

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
 from collections.abc import Sequence
+from importlib.resources import files
 from typing import Any
 
 from redis.asyncio import Redis
@@ -24,5 +24,7 @@ class Scripts:
             name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES
         }
 
-    async def call(self, name: str, keys: Sequence[str], args: Sequence[str | int | float | bytes]) -> Any:
+    async def call(
+        self, name: str, keys: Sequence[str], args: Sequence[str | int | float | bytes]
+    ) -> Any:
         return await self._scripts[name](keys=keys, args=args)
