@@ -47,7 +47,7 @@ GAP_S = (0.02, 0.06)
 
 
 async def idle_commands_per_s(redis: Redis, window: float) -> tuple[float, CommandCount]:
-    await asyncio.sleep(1.5)  # let start-up traffic settle
+    await asyncio.sleep(1.0)  # let start-up traffic settle
     before = await command_count(redis)
     await asyncio.sleep(window)
     delta = await command_count(redis) - before
@@ -143,9 +143,9 @@ def _breakdown(delta: CommandCount, window: float) -> str:
 
 async def run(ctx: BenchContext) -> Section:
     section = Section("pickup", "1. Pickup latency (enqueue to job start) and idle Redis load")
-    n = ctx.pick(20, 120)
+    n = ctx.pick(15, 120)
     repeats = ctx.pick(1, 3)
-    window = ctx.pick(2.0, 15.0)
+    window = ctx.pick(1.5, 15.0)
     with redis_server() as server, processes() as procs:
         async with redis_client(server.url) as redis:
             arq_worker = start_arq_worker(server.url)

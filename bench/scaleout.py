@@ -15,7 +15,7 @@ from bench.throughput import TOKENS, relayq_rate, shares_text
 
 async def run(ctx: BenchContext) -> Section:
     section = Section("scaleout", "6. Scale-out and Redis memory per finished job")
-    m = ctx.pick(400, 3000)
+    m = ctx.pick(300, 3000)
     repeats = ctx.pick(1, 3)
     one = [await relayq_rate(ctx, m, 1, memory=True) for _ in range(repeats)]
     two = [await relayq_rate(ctx, m, 2) for _ in range(repeats)]

@@ -135,10 +135,10 @@ async def relayq_run(
 async def run(ctx: BenchContext) -> Section:
     section = Section("streaming", "3. Streaming cost, commands per token, coalescing delay")
     shapes = [
-        Shape("max", 10, ctx.pick(300, 1000), 0),
-        Shape("1k", 1, ctx.pick(1000, 3000), 1000),
-        Shape("200", 20, ctx.pick(200, 600), 200),
-        Shape("50", ctx.pick(10, 50), ctx.pick(100, 250), 50),
+        Shape("max", 10, ctx.pick(200, 1000), 0),
+        Shape("1k", 1, ctx.pick(500, 3000), 1000),
+        Shape("200", ctx.pick(10, 20), ctx.pick(100, 600), 200),
+        Shape("50", ctx.pick(10, 50), ctx.pick(50, 250), 50),
     ]
     repeats = ctx.pick(1, 3)
     outcomes: dict[str, list[Outcome]] = {s.name: [] for s in shapes}

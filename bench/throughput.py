@@ -219,8 +219,8 @@ def sdk_ceiling(base_url: str, requests: int) -> dict[str, float]:
 
 async def run(ctx: BenchContext) -> Section:
     section = Section("throughput", "5. Throughput: short chat jobs per worker process")
-    m_arq = ctx.pick(800, 6000)
-    m_rq = ctx.pick(400, 3000)
+    m_arq = ctx.pick(500, 6000)
+    m_rq = ctx.pick(300, 3000)
     repeats = ctx.pick(1, 3)
     arq_runs = [await arq_noop_rate(ctx, m_arq, None) for _ in range(repeats)]
     arq200 = await arq_noop_rate(ctx, m_arq, 200)

@@ -53,6 +53,30 @@ async def sdk_ttft(client: anthropic.AsyncAnthropic) -> float:
     return first
 
 
+async def llm_ttft(client: anthropic.AsyncAnthropic) -> float:
+    """The worker's model layer alone, in this process: llm.LLM on a shared SDK client, from
+    building the LLM and its ChatContext to the first ChatChunk with text."""
+    from livekit.agents import APIConnectOptions
+    from livekit.agents.llm import ChatContext
+
+    from llm import LLM
+
+    t0 = time.perf_counter()
+    model = LLM(model="claude-sonnet-4-6", client=client, max_tokens=TOKENS + 64)
+    chat_ctx = ChatContext()
+    chat_ctx.add_message(role="user", content=sim_prompt(TOKENS, RATE))
+    first = float("nan")
+    stream = model.chat(chat_ctx=chat_ctx, conn_options=APIConnectOptions(max_retry=0))
+    try:
+        async with stream:
+            async for chunk in stream:
+                if first != first and chunk.delta is not None and chunk.delta.content:
+                    first = (time.perf_counter() - t0) * 1000
+    finally:
+        await model.aclose()
+    return first
+
+
 STAGES = ("enqueue -> started", "started -> first text event", "text event -> subscriber")
 
 
@@ -86,6 +110,7 @@ async def run(ctx: BenchContext) -> Section:
     repeats = ctx.pick(1, 3)
     sdk_runs: list[list[float]] = []
     rq_runs: list[list[float]] = []
+    llm_samples: list[float] = []
     stages: dict[str, list[float]] = {name: [] for name in STAGES}
     with redis_server() as server, processes() as procs:
         procs.append(start_relayq_worker(server.url, ctx.simulator_url))
@@ -97,6 +122,7 @@ async def run(ctx: BenchContext) -> Section:
             async with Client(settings=settings) as client:
                 await relayq_ttft(client)  # warm-up: worker's HTTP connection, script cache
                 await sdk_ttft(sdk)
+                await llm_ttft(sdk)
                 for _ in range(repeats):
                     sdk_samples: list[float] = []
                     rq_samples: list[float] = []
@@ -104,6 +130,8 @@ async def run(ctx: BenchContext) -> Section:
                         sdk_samples.append(await sdk_ttft(sdk))
                         await asyncio.sleep(random.uniform(0.01, 0.03))
                         rq_samples.append(await relayq_ttft(client, stages))
+                        await asyncio.sleep(random.uniform(0.01, 0.03))
+                        llm_samples.append(await llm_ttft(sdk))
                         await asyncio.sleep(random.uniform(0.01, 0.03))
                     sdk_runs.append(sdk_samples)
                     rq_runs.append(rq_samples)

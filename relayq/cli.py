@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -16,15 +15,12 @@ from relayq.embedded_redis import shared_redis_url, stop_shared_redis
 from relayq.watch import watch_json, watch_live
 from schemas.jobs import ChatJob, _JobBase, parse_job
 from schemas.settings import Settings
+from workers.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, Settings().log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(Settings().log_level)
     try:
         code = args.handler(args)
     except KeyboardInterrupt:
@@ -41,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-jobs", type=int, default=None, help="concurrent jobs")
     worker.add_argument("--burst", action="store_true", help="stop when the queues are empty")
     worker.add_argument("--poll-delay", type=float, default=0.5, help="fallback poll, seconds")
+    worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     worker.set_defaults(handler=_worker)
 
     submit = commands.add_parser("submit", help="enqueue a job and print its id")
@@ -120,6 +117,10 @@ def _worker(args: argparse.Namespace) -> int:
 
     settings = Settings()
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    if args.metrics_port is not None:
+        from workers.metrics import serve
+
+        serve(args.metrics_port)
     asyncio.run(
         run_workers(
             queues,

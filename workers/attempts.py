@@ -20,6 +20,8 @@ from arq import Retry as ArqRetry
 
 from schemas.constants import cancel_key, events_key, job_key
 from schemas.events import Cancelled, Error, ErrorInfo, Retry, Started
+from workers.logs import job_context
+from workers.metrics import AttemptMetrics
 from workers.publisher import Fenced, Publisher
 from workers.redis_conn import REDIS_ERRORS
 from workers.runtime import Runtime
@@ -34,6 +36,7 @@ class AttemptContext:
     number: int
     payload: str
     publisher: Publisher
+    metrics: AttemptMetrics
     deferred_by: float | None = None
 
     def retry_after(self, delay: float) -> None:
@@ -44,9 +47,9 @@ class AttemptContext:
 JobBody = Callable[[AttemptContext], Awaitable[None]]
 
 
-async def run_attempt(ctx: dict[str, Any], payload: object, body: JobBody) -> None:
+async def run_attempt(ctx: dict[str, Any], payload: object, body: JobBody, *, queue: str) -> None:
     try:
-        await _run_attempt(ctx, payload, body)
+        await _run_attempt(ctx, payload, body, queue)
     except REDIS_ERRORS as e:
         # Redis went away for longer than the clients' own retries: keep the job rather than
         # let arq count it as failed. The next attempt voids this one (reason worker_lost).
@@ -61,10 +64,11 @@ async def run_attempt(ctx: dict[str, Any], payload: object, body: JobBody) -> No
         await runtime.reject(ctx["job_id"], f"{type(e).__name__}: {e}", kind="internal_error")
 
 
-async def _run_attempt(ctx: dict[str, Any], payload: object, body: JobBody) -> None:
+async def _run_attempt(ctx: dict[str, Any], payload: object, body: JobBody, queue: str) -> None:
     runtime: Runtime = ctx["relayq"]
     job_id: str = ctx["job_id"]
     number: int = ctx["job_try"]
+    job_context.set({"job_id": job_id, "attempt": number, "queue": queue})
     settings = runtime.settings
     keys = [job_key(job_id), events_key(job_id), cancel_key(job_id)]
     state = await runtime.scripts.call(
@@ -115,7 +119,10 @@ async def _run_attempt(ctx: dict[str, Any], payload: object, body: JobBody) -> N
         maxlen=settings.stream_maxlen,
         ttl_s=settings.stream_ttl_s,
     )
-    attempt = AttemptContext(runtime, job_id, number, _as_text(payload), publisher)
+    metrics = AttemptMetrics(queue)
+    metrics.observe(Started(job_id=job_id, attempt=number, worker=runtime.worker_id))
+    publisher.observer = metrics.observe
+    attempt = AttemptContext(runtime, job_id, number, _as_text(payload), publisher, metrics)
     with runtime.track(job_id) as running:
         try:
             await body(attempt)

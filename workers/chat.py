@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 async def chat(ctx: dict[str, Any], payload: str) -> None:
     """arq job function: `payload` is the job's JSON, validated here like any input."""
-    await run_attempt(ctx, payload, _run_chat)
+    await run_attempt(ctx, payload, _run_chat, queue="chat")
 
 
 async def _run_chat(attempt: AttemptContext) -> None:
@@ -47,6 +47,7 @@ async def _run_chat(attempt: AttemptContext) -> None:
         await attempt.publisher.finish(_invalid(attempt, e))
         return
 
+    attempt.metrics.model = job.model
     publisher = attempt.publisher
     usage_total = TokenUsage()
     model = LLM(

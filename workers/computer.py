@@ -64,7 +64,7 @@ task is done, or cannot be done, stop calling tools and reply with a short summa
 
 async def computer_use(ctx: dict[str, Any], payload: str) -> None:
     """arq job function: `payload` is the job's JSON, validated here like any input."""
-    await run_attempt(ctx, payload, _run_computer_use)
+    await run_attempt(ctx, payload, _run_computer_use, queue="computer")
 
 
 @dataclass
@@ -337,6 +337,7 @@ async def _run_computer_use(attempt: AttemptContext) -> None:
             )
         )
         return
+    attempt.metrics.model = job.model
     loop = _Loop(attempt, job)
     try:
         async with asyncio.timeout_at(deadline_loop_time(job)):

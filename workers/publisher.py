@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -57,6 +58,7 @@ class Publisher:
         self._failure: BaseException | None = None
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"publisher:{job_id}")
         self.writes = 0
+        self.observer: Callable[[Event], None] | None = None
 
     @property
     def fenced(self) -> bool:
@@ -70,6 +72,8 @@ class Publisher:
             raise RuntimeError("publisher already finished")
         if usage is not None:
             self._pending_usage = usage
+        if self.observer is not None:
+            self.observer(event)
         self._pending.append(event)
         self._idle.clear()
         self._wakeup.set()

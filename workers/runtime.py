@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anthropic
 import httpx2
@@ -33,6 +34,7 @@ from schemas.constants import (
 )
 from schemas.events import Error, ErrorInfo
 from schemas.settings import Settings
+from workers import metrics
 from workers.browser_pool import BrowserPool
 from workers.publisher import Fenced
 from workers.scripts import Scripts
@@ -165,6 +167,15 @@ class Runtime:
             ],
         )
 
+    def _sample_queues(self, queues: list[str], replies: list[Any]) -> None:
+        now_ms = time.time() * 1000
+        for i, queue in enumerate(queues):
+            depth, oldest = replies[2 * i], replies[2 * i + 1]
+            metrics.QUEUE_DEPTH.labels(queue).set(depth)
+            metrics.OLDEST_AGE.labels(queue).set((now_ms - oldest[0][1]) / 1000 if oldest else 0)
+        if self.browser_pool is not None:
+            metrics.CONTEXTS_LIVE.set(self.browser_pool.contexts_live)
+
     def _remember_early_cancel(self, job_id: str) -> None:
         now = time.monotonic()
         if len(self.early_cancels) > 10_000:
@@ -226,7 +237,14 @@ class Runtime:
                         json.dumps(self.describe()),
                         px=int(interval * 3000),
                     )
-                    await pipe.execute()
+                    queues = [q.removesuffix(":wake") for q in self._wake_events]
+                    for queue in queues:
+                        pipe.zcard(queue)
+                        pipe.zrangebyscore(
+                            queue, "-inf", int(time.time() * 1000), start=0, num=1, withscores=True
+                        )
+                    replies = await pipe.execute()
+                self._sample_queues(queues, replies[-2 * len(queues) :] if queues else [])
             except Exception:
                 logger.warning("heartbeat could not reach redis", exc_info=True)
             await asyncio.sleep(interval)
