@@ -186,11 +186,17 @@ async def run(ctx: BenchContext) -> Section:
         ]
         + [
             [
+                "llm.LLM in-process (the worker's model layer): build -> first text chunk",
+                fmt(Dist.of(llm_samples).p50, "ms"),
+                fmt(Dist.of(llm_samples).p90, "ms"),
+                fmt(Dist.of(llm_samples).p99, "ms"),
+            ],
+            [
                 "bare SDK: request -> first text_delta",
                 fmt(sdk_d.p50, "ms"),
                 fmt(sdk_d.p90, "ms"),
                 fmt(sdk_d.p99, "ms"),
-            ]
+            ],
         ],
     )
     section.notes.append(
@@ -198,5 +204,5 @@ async def run(ctx: BenchContext) -> Section:
         "pickup (benchmark 1), arq's job fetch, the start script, building the LLM and its "
         "ChatContext, publishing the first delta at once, and the subscriber's XREAD wake-up."
     )
-    section.raw = {"sdk": sdk_runs, "relayq": rq_runs, "stages": stages}
+    section.raw = {"sdk": sdk_runs, "relayq": rq_runs, "stages": stages, "llm": llm_samples}
     return section

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -93,6 +94,15 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run everything locally and stream one job")
     demo.add_argument("--prompt", default="Explain in three sentences what relayq does.")
     demo.set_defaults(handler=_demo)
+
+    status = commands.add_parser("status", help="queues, workers alive, recent failures")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
+
+    jobs = commands.add_parser("jobs", help="recent jobs, newest first")
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--json", action="store_true")
+    jobs.set_defaults(handler=_jobs)
 
     redis_stop = commands.add_parser("redis-stop", help="stop the embedded Redis")
     redis_stop.set_defaults(handler=_redis_stop)
@@ -274,6 +284,39 @@ def _demo(args: argparse.Namespace) -> int:
     from relayq.demo import run_demo
 
     return run_demo(prompt=args.prompt)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from relayq.status import fleet_status, render_status
+
+    async def run() -> int:
+        settings = Settings()
+        async with Client(redis_url(settings), settings=settings) as client:
+            status = await fleet_status(client)
+        if args.json:
+            print(json.dumps(status, default=str, indent=2))
+        else:
+            render_status(status, Console())
+        return 0
+
+    return asyncio.run(run())
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from relayq.status import render_jobs
+
+    async def run() -> int:
+        settings = Settings()
+        async with Client(redis_url(settings), settings=settings) as client:
+            recent = await client.recent(limit=args.limit)
+        if args.json:
+            for job in recent:
+                print(json.dumps(dataclasses.asdict(job), default=str))
+        else:
+            render_jobs(recent, Console())
+        return 0
+
+    return asyncio.run(run())
 
 
 def _redis_stop(args: argparse.Namespace) -> int:
