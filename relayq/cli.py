@@ -91,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     simulator.add_argument("--seed", type=int, default=0)
     simulator.set_defaults(handler=_simulator)
 
+    gateway = commands.add_parser("gateway", help="the HTTP/SSE gateway and the dashboard")
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8000)
+    gateway.set_defaults(handler=_gateway)
+
     demo = commands.add_parser("demo", help="run everything locally and stream one job")
     demo.add_argument("--prompt", default="Explain in three sentences what relayq does.")
     demo.set_defaults(handler=_demo)
@@ -277,6 +282,16 @@ def _simulator(args: argparse.Namespace) -> int:
     if args.api_key:
         argv += ["--api-key", args.api_key]
     simulator.main(argv)
+    return 0
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from relayq.gateway import serve
+
+    settings = Settings()
+    if not settings.redis_url:
+        settings = settings.model_copy(update={"redis_url": redis_url(settings)})
+    serve(args.host, args.port, settings)
     return 0
 
 
