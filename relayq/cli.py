@@ -291,7 +291,11 @@ def _gateway(args: argparse.Namespace) -> int:
     settings = Settings()
     if not settings.redis_url:
         settings = settings.model_copy(update={"redis_url": redis_url(settings)})
-    serve(args.host, args.port, settings)
+    try:
+        serve(args.host, args.port, settings)
+    except ValueError as e:  # no or malformed RELAYQ_API_KEYS; the message names no key
+        print(f"relayq gateway: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

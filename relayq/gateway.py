@@ -52,8 +52,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -65,7 +64,7 @@ from relayq.gateway_hub import Entry, StreamHub
 from relayq.gateway_pricing import Price, estimate_cost, price_of
 from schemas.constants import JOBS_INDEX, job_key
 from schemas.events import TokenUsage
-from schemas.jobs import MAX_JOB_BYTES, ChatJob, ComputerUseJob, _JobBase
+from schemas.jobs import ChatJob, ComputerUseJob, _JobBase
 from schemas.settings import Settings
 from workers.redis_conn import REDIS_ERRORS
 
@@ -83,27 +82,6 @@ _HASH_FIELDS = (
     "usage", "worker",
 )  # fmt: skip
 _LIST_SCAN_LIMIT = 5000
-
-
-class GatewaySettings(BaseSettings):
-    """The gateway's own settings (env `RELAYQ_*`, like `schemas.settings.Settings`)."""
-
-    model_config = SettingsConfigDict(env_prefix="RELAYQ_", extra="ignore", frozen=True)
-
-    api_keys: SecretStr | None = Field(default=None, description="tenant:key,tenant2:key2")
-    gateway_allow_private_network: bool = Field(
-        default=False,
-        description="Accept computer-use jobs with allow_private_network (the browser may then "
-        "reach loopback and private addresses of the workers' network).",
-    )
-    gateway_heartbeat_s: float = Field(default=15.0, gt=0, description="SSE keep-alive period.")
-    gateway_readers: int = Field(
-        default=1, ge=1, le=64, description="Redis connections (XREAD tasks) for SSE fan-out."
-    )
-    gateway_pool_size: int = Field(
-        default=32, ge=2, le=1024, description="Redis connections for everything but XREAD."
-    )
-    gateway_max_body_bytes: int = Field(default=MAX_JOB_BYTES + 65_536, ge=1024)
 
 
 # --------------------------------------------------------------------------- wire models
@@ -262,7 +240,6 @@ class _Metrics:
 @dataclass
 class _State:
     settings: Settings
-    gateway: GatewaySettings
     keys: ApiKeys
     metrics: _Metrics
     redis_url: str
@@ -403,21 +380,15 @@ def _idempotent_id(tenant: str, key: str) -> str:
 # --------------------------------------------------------------------------- the app
 
 
-def create_app(
-    settings: Settings,
-    *,
-    redis_url: str,
-    gateway_settings: GatewaySettings | None = None,
-) -> FastAPI:
+def create_app(settings: Settings, *, redis_url: str) -> FastAPI:
     """The gateway as an ASGI app. Its Redis connections open and close with the app's lifespan.
 
     Raises ValueError when no API keys are configured (`RELAYQ_API_KEYS`).
     """
-    gateway = gateway_settings or GatewaySettings()
+    gateway = settings
     spec = gateway.api_keys.get_secret_value() if gateway.api_keys else ""
     state = _State(
         settings=settings,
-        gateway=gateway,
         keys=ApiKeys.parse(spec),
         metrics=_Metrics(),
         redis_url=redis_url,
@@ -554,7 +525,7 @@ def _add_api_routes(app: FastAPI) -> None:
         job takes `prompt` (+ `system`) or `messages`. Returns 202 with the id and links."""
         state = _state(request)
         pool, client, _ = state.ready()
-        raw = await _read_body(request, state.gateway.gateway_max_body_bytes)
+        raw = await _read_body(request, state.settings.gateway_max_body_bytes)
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -582,7 +553,7 @@ def _add_api_routes(app: FastAPI) -> None:
         if (
             isinstance(job, ComputerUseJob)
             and job.allow_private_network
-            and not state.gateway.gateway_allow_private_network
+            and not state.settings.gateway_allow_private_network
         ):
             raise ProblemError(
                 403,
@@ -720,7 +691,7 @@ def _add_api_routes(app: FastAPI) -> None:
             )
         await _owned(pool, job_id, tenant)
         metrics = state.metrics
-        heartbeat = state.gateway.gateway_heartbeat_s
+        heartbeat = state.settings.gateway_heartbeat_s
 
         async def stream() -> AsyncIterator[bytes]:
             metrics.streams.inc()

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.jobs import MAX_JOB_BYTES
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RELAYQ_", extra="ignore", frozen=True)
@@ -50,6 +52,24 @@ class Settings(BaseSettings):
     )
     computer_max_jobs: int = Field(
         default=4, ge=1, description="Concurrent computer-use jobs per worker process."
+    )
+    api_keys: SecretStr | None = Field(
+        default=None, description="Gateway API keys: tenant:key,tenant2:key2."
+    )
+    gateway_allow_private_network: bool = Field(
+        default=False,
+        description="Accept computer-use jobs with allow_private_network through the gateway "
+        "(the browser may then reach loopback and private addresses of the workers' network).",
+    )
+    gateway_heartbeat_s: float = Field(default=15.0, gt=0, description="SSE keep-alive period.")
+    gateway_readers: int = Field(
+        default=1, ge=1, le=64, description="Redis connections (XREAD tasks) for SSE fan-out."
+    )
+    gateway_pool_size: int = Field(
+        default=32, ge=2, le=1024, description="Gateway Redis connections for all but XREAD."
+    )
+    gateway_max_body_bytes: int = Field(
+        default=MAX_JOB_BYTES + 65_536, ge=1024, description="Largest request body accepted."
     )
     data_dir: Path = Field(
         default=Path(".relayq"), description="Where the embedded Redis keeps its files."

@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from relayq.client import Client
-from relayq.gateway import GatewaySettings, create_app, serve_in_thread
+from relayq.gateway import create_app, serve_in_thread
 from relayq.gateway_auth import ApiKeys
 from relayq.gateway_pricing import estimate_cost, price_of
 from relayq.simulator import scripted_reply
@@ -35,11 +35,13 @@ JSON = {"content-type": "application/json"}
 @contextlib.contextmanager
 def running_gateway(redis_url: str, **overrides: Any) -> Iterator[str]:
     """A gateway on a free loopback port for the block; yields its base URL."""
-    gateway = GatewaySettings(
-        api_keys=SecretStr(API_KEYS), **{"gateway_heartbeat_s": 1.0, **overrides}
+    settings = Settings(
+        redis_url=redis_url,
+        stream_ttl_s=600,
+        api_keys=SecretStr(API_KEYS),
+        **{"gateway_heartbeat_s": 1.0, **overrides},
     )
-    settings = Settings(redis_url=redis_url, stream_ttl_s=600)
-    app = create_app(settings, redis_url=redis_url, gateway_settings=gateway)
+    app = create_app(settings, redis_url=redis_url)
     with serve_in_thread(app) as base_url:
         yield base_url
 

@@ -19,7 +19,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.schemas import APIOperation
 
 from relayq.embedded_redis import EmbeddedRedis
-from relayq.gateway import GatewaySettings, create_app
+from relayq.gateway import create_app
 from schemas.settings import Settings
 from tests.test_gateway import ACME, API_KEYS, running_gateway
 
@@ -31,11 +31,7 @@ EXAMPLES = {GenerationMode.POSITIVE: 13, GenerationMode.NEGATIVE: 12}
 def _operations() -> list[APIOperation[Any, Any, Any, Any]]:
     """The operations of the document the gateway serves (built without a Redis)."""
     unused = "redis://127.0.0.1:1/0"
-    app = create_app(
-        Settings(redis_url=unused),
-        redis_url=unused,
-        gateway_settings=GatewaySettings(api_keys=SecretStr(API_KEYS)),
-    )
+    app = create_app(Settings(redis_url=unused, api_keys=SecretStr(API_KEYS)), redis_url=unused)
     schema = schemathesis.openapi.from_dict(app.openapi())
     return [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
 
