@@ -31,7 +31,7 @@ import httpx
 import httpx2
 from livekit.agents import APIConnectionError, APIError, APIStatusError, APITimeoutError
 
-__all__ = ["STREAM_ERROR_STATUS", "retry_after", "translate_error"]
+__all__ = ["STREAM_ERROR_STATUS", "MalformedStreamError", "retry_after", "translate_error"]
 
 # The HTTP status each error type maps to when the API answers without streaming
 # (https://docs.claude.com/en/api/errors); an SSE error event carries only the type.
@@ -58,6 +58,11 @@ _CONNECTION_FAILURES = (
 )
 
 
+class MalformedStreamError(Exception):
+    """An SSE event that parsed but cannot be what the Messages API sends (missing fields,
+    an unknown block index, a delta for a block that was never started)."""
+
+
 def translate_error(error: Exception, *, output_sent: bool) -> APIError | None:
     """The LiveKit error for an SDK or transport failure, or None for anything else.
 
@@ -77,6 +82,8 @@ def translate_error(error: Exception, *, output_sent: bool) -> APIError | None:
         return APITimeoutError(retryable=retryable)
     if isinstance(error, _CONNECTION_FAILURES):
         return APIConnectionError(retryable=retryable)
+    if isinstance(error, MalformedStreamError):
+        return APIConnectionError(str(error), retryable=retryable)
     return None
 
 

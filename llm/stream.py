@@ -40,7 +40,7 @@ from livekit.agents import APIConnectionError, llm
 from livekit.agents.llm import ChatChunk, ChoiceDelta, CompletionUsage, FunctionToolCall, Tool
 from livekit.agents.types import APIConnectOptions
 
-from .errors import translate_error
+from .errors import MalformedStreamError, translate_error
 
 if TYPE_CHECKING:
     from .llm import LLM
@@ -348,7 +348,12 @@ class LLMStream(llm.LLMStream):
             self._request_id = stream.response.headers.get("request-id")
             async with stream:
                 async for event in stream:
-                    for chunk in accumulator.feed(event):
+                    try:
+                        chunks = accumulator.feed(event)
+                    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
+                        kind = getattr(event, "type", type(event).__name__)
+                        raise MalformedStreamError(f"malformed {kind} event: {e}") from e
+                    for chunk in chunks:
                         self._event_ch.send_nowait(chunk)
         except Exception as e:
             translated = translate_error(e, output_sent=accumulator.produced_output)

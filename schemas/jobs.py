@@ -231,13 +231,18 @@ def parse_job(raw: str | bytes) -> _JobBase:
         data: Any = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"job payload is not valid UTF-8 JSON: {e}") from e
+    except RecursionError as e:
+        raise ValueError("job payload nests too deeply") from e
     if not isinstance(data, dict):
         raise ValueError("job payload must be a JSON object")
     kind = data.get("kind", "chat")
     model = JOB_KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
         raise ValueError(f"unknown job kind {kind!r}; expected one of {sorted(JOB_KINDS)}")
-    return model.model_validate_json(raw)
+    try:
+        return model.model_validate_json(raw)
+    except RecursionError as e:
+        raise ValueError("job payload nests too deeply") from e
 
 
 def _depth(value: object, level: int = 0) -> int:
