@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from livekit.agents import APIConnectOptions, APIError
 from livekit.agents.llm import ChatContext
-from llm_replay import Reply, ReplayServer, load_sse, sse_event
+from llm_replay import ReplayServer, Reply, load_sse, sse_event
 
 from llm import LLM
 from llm.function_schemas import tool_from_schema
