@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import signal
@@ -133,7 +134,7 @@ def recovery_times(fleet: Fleet, results: dict[str, list[Event]]) -> list[float]
     times: list[float] = []
     for events in results.values():
         starts = [e for e in events if isinstance(e, Started)]
-        for lost, rerun in zip(starts, starts[1:], strict=False):
+        for lost, rerun in itertools.pairwise(starts):
             pid = int(lost.worker.split(":")[1])
             killed = [t for p, t in fleet.kills if p == pid and t <= rerun.ts]
             if killed:

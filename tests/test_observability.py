@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -15,6 +16,11 @@ from schemas.settings import Settings
 from tests.conftest import ROOT, start_worker, worker_env
 
 SECRET = "sk-ant-relayq-observability-secret-0123456789"
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
 
 
 async def run_one_job(url: str, prompt: str) -> str:
@@ -32,8 +38,7 @@ async def test_worker_metrics_count_jobs_tokens_and_ttft(simulator: Simulator) -
         )
         try:
             assert await run_one_job(redis.url, "count me") == "done"
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                text = r.read().decode()
+            text = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/metrics")
         finally:
             worker.stop()
 
@@ -49,7 +54,8 @@ async def test_logs_are_json_lines_with_job_context_and_never_show_the_api_key(
 ) -> None:
     with EmbeddedRedis(appendonly=False) as redis:
         env = worker_env(redis.url, simulator, ANTHROPIC_API_KEY=SECRET, RELAYQ_LOG_LEVEL="DEBUG")
-        process = subprocess.Popen(
+        process = await asyncio.to_thread(
+            subprocess.Popen,
             [sys.executable, "-m", "relayq.cli", "worker", "--queues", "chat"],
             env=env,
             cwd=ROOT,
@@ -80,7 +86,8 @@ async def test_status_and_jobs_commands_show_workers_and_recent_jobs(
     [_ async for _ in client.events(job.id)]
     env = worker_env(redis_url, simulator)
 
-    status = subprocess.run(
+    status = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "relayq.cli", "status", "--json"],
         env=env,
         cwd=ROOT,
@@ -89,7 +96,8 @@ async def test_status_and_jobs_commands_show_workers_and_recent_jobs(
         timeout=60,
         check=True,
     )
-    jobs = subprocess.run(
+    jobs = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "relayq.cli", "jobs", "--json", "--limit", "50"],
         env=env,
         cwd=ROOT,
