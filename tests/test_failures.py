@@ -185,3 +185,23 @@ async def test_jobs_survive_a_redis_restart(
         assert events[-1].type in ("done",), events[-1]
         assert transcript_of(events).text == scripted_reply(body(job))
         assert sum(e.type in ("done", "error", "cancelled") for e in events) == 1
+
+
+async def test_a_retried_publish_whose_reply_was_lost_writes_nothing_twice(
+    own_client: Client,
+) -> None:
+    from workers.scripts import Scripts
+
+    job = ChatJob(prompt="idempotent writes")
+    await own_client.submit(job)
+    await own_client.redis.hset(job_key(job.id), mapping={"attempt": "1", "status": "running"})
+    keys = [job_key(job.id), events_key(job.id), f"relayq:{{{job.id}}}:cancel"]
+    text = Text(job_id=job.id, attempt=1, text="once").model_dump_json()
+    scripts = Scripts(own_client.redis)
+
+    first = await scripts.call("publish", keys, ["1", 1000, "", 60, "", 1, text])
+    again = await scripts.call("publish", keys, ["1", 1000, "", 60, "", 1, text])
+
+    stream = await own_client.redis.xrange(events_key(job.id))
+    assert first == again == 1
+    assert sum(b'"once"' in fields[b"event"] for _, fields in stream) == 1

@@ -86,29 +86,13 @@ async def _run_attempt(ctx: dict[str, Any], payload: object, body: JobBody, queu
             settings.stream_ttl_s,
         ],
     )
-    if number > settings.max_attempts:
-        state = await runtime.scripts.call(
-            "publish",
-            keys,
-            [
-                str(number),
-                settings.stream_maxlen,
-                "error",
-                settings.stream_ttl_s,
-                "",
-                Error(
-                    job_id=job_id,
-                    attempt=number,
-                    error=ErrorInfo(
-                        type="too_many_attempts",
-                        message=f"gave up after {settings.max_attempts} attempts",
-                    ),
-                ).model_dump_json(),
-            ],
-        )
-        return
     if state != b"run":
         logger.info("job %s attempt %d not run: %s", job_id, number, state.decode())
+        return
+    if number > settings.max_attempts:
+        await runtime.reject(
+            job_id, f"gave up after {settings.max_attempts} attempts", kind="too_many_attempts"
+        )
         return
 
     publisher = Publisher(
@@ -161,8 +145,13 @@ async def _run_attempt(ctx: dict[str, Any], payload: object, body: JobBody, queu
 async def _hand_back(publisher: Publisher) -> None:
     """The worker is shutting down: void this attempt so the next one starts cleanly."""
     retry = Retry(job_id=publisher.job_id, attempt=publisher.attempt, reason="shutdown", delay=0)
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(asyncio.shield(publisher.finish(retry)), timeout=2.0)
+    finishing = asyncio.ensure_future(publisher.finish(retry))
+    try:
+        await asyncio.wait_for(asyncio.shield(finishing), timeout=2.0)
+    except BaseException:
+        # Redis is unreachable (or we are cancelled again): the next attempt's start script
+        # voids this one with reason worker_lost instead
+        finishing.cancel()
 
 
 def _as_text(payload: object) -> str:

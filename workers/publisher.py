@@ -59,6 +59,7 @@ class Publisher:
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"publisher:{job_id}")
         self.writes = 0
         self.observer: Callable[[Event], None] | None = None
+        self._seq = 0
 
     @property
     def fenced(self) -> bool:
@@ -136,6 +137,7 @@ class Publisher:
             status,
             self._ttl_s,
             usage.model_dump_json() if usage is not None else "",
+            self._next_seq(),
             *(event.model_dump_json() for event in batch),
         ]
         for delay in (*_REDIS_RETRY_DELAYS, None):
@@ -149,6 +151,11 @@ class Publisher:
                 logger.warning("redis unavailable while publishing %s; retrying", self.job_id)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
 
 
 def _coalesce(events: list[Event]) -> list[Event]:

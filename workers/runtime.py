@@ -163,6 +163,7 @@ class Runtime:
                 "error",
                 self.settings.stream_ttl_s,
                 "",
+                "",
                 error.model_dump_json(),
             ],
         )

@@ -17,7 +17,10 @@ from typing import Any
 
 from arq import Worker
 from arq.connections import RedisSettings, create_pool
+from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
 from arq.worker import Function, func
+from redis.exceptions import ResponseError, WatchError
 
 from schemas.constants import (
     CHAT_FUNCTION,
@@ -97,7 +100,7 @@ class RelayWorker(Worker):
             self._wake.clear()
             try:
                 await self._poll_iteration()
-            except REDIS_ERRORS:
+            except (*REDIS_ERRORS, WatchError):
                 logger.warning("queue %s: redis unavailable; retrying", self.queue_name)
                 await asyncio.sleep(min(1.0, self.poll_delay_s))
                 continue
@@ -110,6 +113,42 @@ class RelayWorker(Worker):
                     return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_delay_s)
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's start_jobs, but a Redis failure while claiming a job gives its slot back
+        (arq's own leaks one concurrency slot per failure, so outages shrink the worker)."""
+        for job_id_b in job_ids:
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return
+            self.job_counter += 1
+            claimed = False
+            try:
+                claimed = await self._claim(job_id_b.decode())
+            finally:
+                if not claimed:
+                    self.job_counter -= 1
+                    self.sem.release()
+
+    async def _claim(self, job_id: str) -> bool:
+        in_progress_key = in_progress_key_prefix + job_id
+        async with self.pool.pipeline(transaction=True) as pipe:
+            await pipe.watch(in_progress_key)
+            ongoing = await pipe.exists(in_progress_key)
+            score = await pipe.zscore(self.queue_name, job_id)
+            if ongoing or not score or score > timestamp_ms():
+                return False  # running elsewhere, finished, or deferred by another worker
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), b"1")
+            try:
+                await pipe.execute()
+            except (ResponseError, WatchError):
+                return False  # another worker claimed it first
+        task = self.loop.create_task(self.run_job(job_id, int(score)))
+        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        self.tasks[job_id] = task
+        return True
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

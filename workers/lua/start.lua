@@ -7,6 +7,10 @@
 -- A job put on the queue without enqueue.lua (raw arq producers) gets its job hash here.
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'done' or status == 'error' or status == 'cancelled' then return 'terminal' end
+if status == 'running' and redis.call('HGET', KEYS[1], 'attempt') == ARGV[1]
+    and redis.call('HGET', KEYS[1], 'worker') == ARGV[2] then
+  return 'run'  -- our own claim, retried after a lost reply
+end
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if not status then
@@ -19,7 +23,7 @@ if status == 'running' then
     reason = 'worker_lost', delay = 0})
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'event', lost)
 end
-redis.call('HSET', KEYS[1], 'attempt', ARGV[1], 'worker', ARGV[2])
+redis.call('HSET', KEYS[1], 'attempt', ARGV[1], 'worker', ARGV[2], 'pubseq', 0)
 if redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_ms', now_ms)
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'event', ARGV[6])
