@@ -196,14 +196,14 @@ async def test_read_timeout_before_first_token_is_retried_with_reason_timeout(
     client: Client,
 ) -> None:
     job = ChatJob(
-        prompt="[[sim:stall=3 after=-1 times=1]] Slow to start",
-        conn_options=ConnOptions(max_retry=1, retry_interval=0.05, timeout=0.5),
+        prompt="[[sim:stall=5 after=-1 times=1]] Slow to start",
+        conn_options=ConnOptions(max_retry=3, retry_interval=0.05, timeout=1.5),
     )
     await client.submit(job)
 
     events = [e.event for e in await collect(client, job.id)]
 
-    (retry,) = [e for e in events if isinstance(e, Retry)]
+    retry = next(e for e in events if isinstance(e, Retry))
     assert retry.reason == "timeout" and retry.error is not None
     assert retry.error.type == "APITimeoutError"
     assert isinstance(events[-1], Done)
