@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped,unused-ignore]
 from redis.asyncio import Redis
 
 from relayq.embedded_redis import EmbeddedRedis, find_redis_server
@@ -187,7 +187,7 @@ class Proc:
 
     def cpu_seconds(self) -> float:
         t = self.ps.cpu_times()
-        return t.user + t.system
+        return float(t.user + t.system)
 
     def rss(self) -> int:
         return int(self.ps.memory_info().rss)
@@ -415,7 +415,7 @@ class CpuSampler:
     def _cpu(p: psutil.Process) -> float:
         try:
             t = p.cpu_times()
-            return t.user + t.system
+            return float(t.user + t.system)
         except psutil.Error:
             return float("nan")
 
@@ -558,7 +558,7 @@ async def watch_streams(
     async def reader(job_ids: list[str]) -> None:
         client: Redis = Redis.from_url(url)
         try:
-            last = {events_key(j): "0" for j in job_ids}
+            last: dict[Any, Any] = {events_key(j): "0" for j in job_ids}
             owner = {events_key(j): j for j in job_ids}
             deadline = time.monotonic() + limit_s
             while last and time.monotonic() < deadline:

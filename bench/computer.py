@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped,unused-ignore]
 from playwright.async_api import async_playwright
 from redis.asyncio import Redis
 
@@ -134,20 +134,22 @@ async def measure_steps(
             step_total.append((time.perf_counter() - t_step) * 1000)
             # the same step again, piece by piece
             x, y = TARGETS[(i + 1) % 2]
-            parts["action (click)"].append(
-                (await timed(lambda x=x, y=y: actions.left_click(x, y)))[0]
-            )
-            parts["settle"].append((await timed(actions.settle))[0])
-            parts["screenshot"].append((await timed(actions.screenshot))[0])
-            parts["publish (blob.lua + 2 events)"].append(
-                (
-                    await timed(
-                        lambda i=i, img=image: publish_step(
-                            redis, scripts, publisher, job_id, 1000 + i, img
-                        )
-                    )
-                )[0]
-            )
+            t0 = time.perf_counter()
+            await actions.left_click(x, y)
+            t1 = time.perf_counter()
+            await actions.settle()
+            t2 = time.perf_counter()
+            await actions.screenshot()
+            t3 = time.perf_counter()
+            await publish_step(redis, scripts, publisher, job_id, 1000 + i, image)
+            t4 = time.perf_counter()
+            for name, start, end in (
+                ("action (click)", t0, t1),
+                ("settle", t1, t2),
+                ("screenshot", t2, t3),
+                ("publish (blob.lua + 2 events)", t3, t4),
+            ):
+                parts[name].append((end - start) * 1000)
         await tool.aclose()
     return Dist.of(step_total), Dist.of(bare), parts, image
 
@@ -164,7 +166,7 @@ async def run(ctx: BenchContext) -> Section:
         async with redis_client(server.url) as redis:
             scripts = Scripts(redis)
             job_id = "bench_computer"
-            await redis.hset(job_key(job_id), mapping={"status": "running", "attempt": "1"})
+            await redis.hset(job_key(job_id), mapping={"status": "running", "attempt": "1"})  # type: ignore[misc]
             publisher = Publisher(
                 redis, scripts, job_id=job_id, attempt=1, maxlen=100_000, ttl_s=600
             )
@@ -247,7 +249,7 @@ async def run(ctx: BenchContext) -> Section:
 
             # -- Redis memory per screenshot (the PNG just taken, stored as the job does)
             blob_job = "bench_blobs"
-            await redis.hset(job_key(blob_job), mapping={"status": "running", "attempt": "1"})
+            await redis.hset(job_key(blob_job), mapping={"status": "running", "attempt": "1"})  # type: ignore[misc]
             k = 50
             mem0 = await used_memory(redis)
             for _ in range(k):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-import psutil
+import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from bench.common import (
     BenchContext,

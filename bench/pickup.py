@@ -67,13 +67,13 @@ async def arq_pickup(url: str, redis: Redis, n: int) -> list[float]:
             await pool.enqueue_job("mark", _job_id=job_id)
 
         async def all_started() -> bool:
-            return int(await redis.llen(STARTED_KEY)) >= n
+            return int(await redis.llen(STARTED_KEY)) >= n  # type: ignore[misc]
 
         await wait_for(all_started, 30)
     finally:
         await pool.aclose()
     latencies = []
-    for raw in await redis.lrange(STARTED_KEY, 0, -1):
+    for raw in await redis.lrange(STARTED_KEY, 0, -1):  # type: ignore[misc]
         job_id, started = raw.decode().split()
         latencies.append((float(started) - enqueued[job_id]) * 1000)
     return latencies

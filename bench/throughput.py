@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped,unused-ignore]
 from arq.constants import default_queue_name, job_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
@@ -84,8 +84,8 @@ async def fill_relayq(redis: Redis, m: int) -> list[str]:
                     "chat",
                     "chat",
                     job.model,
-                    100_000,
-                    86_400_000,
+                    "100000",
+                    "86400000",
                     "",
                 )
             await pipe.execute()

@@ -225,3 +225,73 @@ async def test_a_cancellation_storm_ends_every_job_cancelled_or_done_never_both(
     assert set(outcomes) <= {"cancelled", "done"}, outcomes
     assert outcomes.get("cancelled", 0) > 20 and outcomes.get("done", 0) > 20, outcomes
     report("cancel storm", f"{len(jobs)} jobs {outcomes}")
+
+
+def _chromium_descendants(pid: int) -> set[int]:
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return set()
+    return {c.pid for c in children if "chrom" in c.name().lower()}
+
+
+def _alive(pids: set[int]) -> set[int]:
+    import psutil
+
+    return {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"}
+
+
+@pytest.mark.browser
+async def test_a_killed_browser_workers_job_reruns_in_a_fresh_context_and_leaves_no_chromium(
+    chaos_redis: EmbeddedRedis, chaos_client: Client
+) -> None:
+    from relayq.static_server import serve_directory
+    from schemas.events import Retry, Screenshot
+    from schemas.jobs import ComputerUseJob
+
+    with run_in_thread() as sim, serve_directory() as site:
+        env = worker_env(chaos_redis.url, sim, RELAYQ_LEASE_S=str(LEASE_S))
+        victim = start_worker(env, "--queues", "computer")
+        replacement: WorkerProcess | None = None
+        try:
+            job = ComputerUseJob(
+                task="[[sim:plan=signup rate=8]] Sign up, at a human pace.",
+                start_url=f"{site}/demo_signup.html",
+                allow_private_network=True,
+            )
+            await chaos_client.submit(job)
+            async for entry in chaos_client.events(job.id):
+                if isinstance(entry.event, Screenshot) and entry.event.step >= 1:
+                    break
+            browsers = _chromium_descendants(victim.process.pid)
+            assert browsers, "the browser worker runs no Chromium?"
+            victim.process.kill()
+            victim.process.wait()
+            replacement = start_worker(env, "--queues", "computer")
+
+            events = [e.event async for e in chaos_client.events(job.id)]
+
+            lost = [e for e in events if isinstance(e, Retry)]
+            assert [r.reason for r in lost] == ["worker_lost"]
+            assert events[-1].type == "done" and events[-1].attempt == 2
+            rerun_shots = [e for e in events if isinstance(e, Screenshot) and e.attempt == 2]
+            assert rerun_shots[0].step == 0, "the re-run did not start from the start page"
+            orphans = await _wait_until_gone(browsers)
+            assert not orphans, f"the dead worker left Chromium behind: {orphans}"
+            replacement_browsers = _chromium_descendants(replacement.process.pid)
+        finally:
+            for w in (victim, replacement):
+                if w is not None:
+                    w.stop()
+        assert not await _wait_until_gone(replacement_browsers)
+
+
+async def _wait_until_gone(pids: set[int], within: float = 15.0) -> set[int]:
+    """Polls process state (there is no event to await) until `pids` are gone or time is up."""
+    for _ in range(int(within / 0.2)):
+        if not _alive(pids):
+            return set()
+        await asyncio.sleep(0.2)
+    return _alive(pids)

@@ -1,0 +1,1 @@
+"""relayq benchmark suite: `python -m bench` (see bench/__main__.py)."""
