@@ -118,8 +118,8 @@ def bottleneck(r: dict[str, float]) -> str:
 
 async def run(ctx: BenchContext) -> Section:
     section = Section("concurrency", "4. Concurrency: one worker, N streaming jobs at 50 tok/s")
-    levels = ctx.pick([50, 200], [50, 200, 500, 1000])
-    tokens = ctx.pick(50, 150)
+    levels = ctx.pick([50, 100], [50, 200, 500, 1000])
+    tokens = ctx.pick(40, 150)
     results = [await one_level(ctx, n, tokens) for n in levels]
     for r in results:
         n = int(r["n"])

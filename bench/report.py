@@ -40,7 +40,7 @@ def write_report(
         "",
         f"- command: `{command}`"
         + (" (QUICK: small samples, timings indicative only)" if quick else ""),
-        f"- date: {machine['date']}",
+        f"- date (end of run): {machine['date']}",
         f"- machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory']} RAM, "
         f"{machine['os']}",
         f"- Python {machine['python']}, {machine['redis']}",

@@ -50,6 +50,17 @@ CHROMIUM_ARGS: tuple[str, ...] = (
     "--disable-quic",
     # a wheel scroll then lands in one frame, so the settled screenshot shows where it ends
     "--disable-smooth-scrolling",
+    # Chromium's own calls home (autofill, translate, safe browsing, ...): the page did not
+    # make them, and the model should not be told that they were blocked
+    "--disable-features=AutofillServerCommunication,Translate,OptimizationHints,MediaRouter,"
+    "DialMediaRouteProvider,InterestFeedContentSuggestions,CertificateTransparencyComponentUpdater",
+    "--disable-client-side-phishing-detection",
+    "--disable-domain-reliability",
+    "--disable-default-apps",
+    "--no-pings",
+    "--metrics-recording-only",
+    "--password-store=basic",
+    "--use-mock-keychain",
 )
 
 SCROLL_CLICK_PX = 100
