@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--queues", default="chat", help="comma-separated: chat,computer")
     worker.add_argument("--max-jobs", type=int, default=None, help="concurrent jobs")
     worker.add_argument("--burst", action="store_true", help="stop when the queues are empty")
-    worker.add_argument("--poll-delay", type=float, default=0.5, help="fallback poll, seconds")
+    worker.add_argument("--poll-delay", type=float, default=1.0, help="fallback poll, seconds")
     worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     worker.set_defaults(handler=_worker)
 

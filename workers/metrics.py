@@ -123,5 +123,15 @@ class AttemptMetrics:
         DURATION.labels(self.queue, outcome).observe(time.monotonic() - self._started)
 
 
+_serving = False
+
+
 def serve(port: int, host: str = "0.0.0.0") -> None:
+    global _serving
     start_http_server(port, addr=host, registry=REGISTRY)
+    _serving = True
+
+
+def serving() -> bool:
+    """Sampling queue gauges costs Redis commands: only done when someone can scrape them."""
+    return _serving

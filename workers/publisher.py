@@ -1,8 +1,9 @@
 """The event publisher: appends one attempt's events to its job stream, in order, fenced.
 
-The first event goes out at once; events that arrive while a write is in flight are sent
-together with the next write (consecutive text deltas merged into one entry), so a fast stream
-costs a few Redis round trips per second rather than one per token, and a slow one adds no delay.
+The first event goes out at once; events that arrive while a write is in flight, and text that
+arrives within LINGER_S of the previous write, go out together with the next write (consecutive
+text deltas merged into one entry). A fast stream then costs at most one round trip per LINGER_S
+rather than one per token, and a slow one adds no delay.
 Every write runs `publish.lua`, which refuses it once another attempt owns the job or a terminal
 event was written: a presumed-dead worker that wakes up cannot publish into a job it lost.
 """
@@ -23,6 +24,9 @@ from workers.scripts import Scripts
 
 logger = logging.getLogger(__name__)
 
+# Text that arrives within this long of the previous write waits for the next one; the first
+# delta of a turn, and every other kind of event, goes out at once.
+LINGER_S = 0.010
 _REDIS_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0, 5.0, 5.0)
 
 
@@ -40,12 +44,14 @@ class Publisher:
         attempt: int,
         maxlen: int,
         ttl_s: int,
+        linger_s: float = LINGER_S,
     ) -> None:
         self._redis = redis
         self._scripts = scripts
         self._keys = [job_key(job_id), events_key(job_id), cancel_key(job_id)]
         self.job_id = job_id
         self.attempt = attempt
+        self.linger_s = linger_s
         self._maxlen = maxlen
         self._ttl_s = ttl_s
         self._pending: list[Event] = []
@@ -104,12 +110,18 @@ class Publisher:
             pass
 
     async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_write = float("-inf")
         while True:
             await self._wakeup.wait()
+            linger = last_write + self.linger_s - loop.time()
+            if linger > 0 and all(isinstance(e, Text) for e in self._pending):
+                await asyncio.sleep(linger)  # let more deltas join this write
             self._wakeup.clear()
             batch, self._pending = _coalesce(self._pending), []
             usage, self._pending_usage = self._pending_usage, None
             if batch and not self._fenced:
+                last_write = loop.time()
                 try:
                     written = await self._write(batch, usage)
                 except Exception as e:
@@ -151,7 +163,6 @@ class Publisher:
                 logger.warning("redis unavailable while publishing %s; retrying", self.job_id)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
-
 
     def _next_seq(self) -> int:
         self._seq += 1

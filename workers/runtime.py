@@ -238,7 +238,11 @@ class Runtime:
                         json.dumps(self.describe()),
                         px=int(interval * 3000),
                     )
-                    queues = [q.removesuffix(":wake") for q in self._wake_events]
+                    queues = (
+                        [q.removesuffix(":wake") for q in self._wake_events]
+                        if metrics.serving()
+                        else []
+                    )
                     for queue in queues:
                         pipe.zcard(queue)
                         pipe.zrangebyscore(

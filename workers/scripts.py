@@ -9,7 +9,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-SCRIPT_NAMES = ("enqueue", "start", "publish", "cancel", "blob")
+SCRIPT_NAMES = ("enqueue", "start", "publish", "cancel", "blob", "claim")
 
 
 def script_source(name: str) -> str:

@@ -17,10 +17,9 @@ from typing import Any
 
 from arq import Worker
 from arq.connections import RedisSettings, create_pool
-from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Function, func
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import WatchError
 
 from schemas.constants import (
     CHAT_FUNCTION,
@@ -35,8 +34,13 @@ from workers.chat import chat
 from workers.computer import computer_use
 from workers.redis_conn import REDIS_ERRORS, arq_redis_settings, resilient_redis
 from workers.runtime import Runtime
+from workers.scripts import Scripts
 
 logger = logging.getLogger(__name__)
+
+# Idle workers are woken by the enqueue script; the poll only catches deferred retries and
+# producers that skip the wake, so it can be slower than arq's 0.5 s.
+POLL_DELAY_S = 1.0
 
 # relayq decides retries itself (workers.retry_policy); arq's own cap must never fire first.
 UNLIMITED_TRIES = 1_000_000
@@ -78,6 +82,8 @@ def queue_functions(queue: str, settings: Settings) -> list[Function]:
 
 
 class RelayWorker(Worker):
+    _scripts: Scripts
+
     def __init__(self, *args: Any, wake: asyncio.Event, lease_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.in_progress_timeout_s = lease_s
@@ -92,12 +98,14 @@ class RelayWorker(Worker):
                 default_queue_name=self.queue_name,
                 expires_extra_ms=self.expires_extra_ms,
             )
+        self._scripts = Scripts(self.pool)
         logger.info("worker for queue %s started", self.queue_name)
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)
         while True:
             self._wake.clear()
+            started = self.loop.time()
             try:
                 await self._poll_iteration()
             except (*REDIS_ERRORS, WatchError):
@@ -111,44 +119,32 @@ class RelayWorker(Worker):
                 if await self.pool.zcard(self.queue_name) == 0:
                     await asyncio.gather(*self.tasks.values())
                     return
+            # as arq does: the poll period includes the iteration's own time
+            remaining = self.poll_delay_s - (self.loop.time() - started)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_delay_s)
+                await asyncio.wait_for(self._wake.wait(), max(remaining, 0.0))
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """arq's start_jobs, but a Redis failure while claiming a job gives its slot back
-        (arq's own leaks one concurrency slot per failure, so outages shrink the worker)."""
-        for job_id_b in job_ids:
-            await self.sem.acquire()
-            if self.job_counter >= self.max_jobs:
-                self.sem.release()
-                return
-            self.job_counter += 1
-            claimed = False
-            try:
-                claimed = await self._claim(job_id_b.decode())
-            finally:
-                if not claimed:
-                    self.job_counter -= 1
-                    self.sem.release()
+        """Claims the due jobs it has room for in one round trip (claim.lua), then runs them.
 
-    async def _claim(self, job_id: str) -> bool:
-        in_progress_key = in_progress_key_prefix + job_id
-        async with self.pool.pipeline(transaction=True) as pipe:
-            await pipe.watch(in_progress_key)
-            ongoing = await pipe.exists(in_progress_key)
-            score = await pipe.zscore(self.queue_name, job_id)
-            if ongoing or not score or score > timestamp_ms():
-                return False  # running elsewhere, finished, or deferred by another worker
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), b"1")
-            try:
-                await pipe.execute()
-            except (ResponseError, WatchError):
-                return False  # another worker claimed it first
-        task = self.loop.create_task(self.run_job(job_id, int(score)))
-        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-        self.tasks[job_id] = task
-        return True
+        arq claims one job at a time with WATCH/EXISTS/ZSCORE/MULTI; with hundreds of jobs
+        arriving together the last one would start seconds after the first."""
+        room = self.max_jobs - self.job_counter
+        candidates = [job_id.decode() for job_id in job_ids[: max(room, 0)]]
+        if not candidates:
+            return
+        reply = await self._scripts.call(
+            "claim",
+            [self.queue_name],
+            [int(self.in_progress_timeout_s * 1000), timestamp_ms(), *candidates],
+        )
+        for raw_id, raw_score in zip(reply[::2], reply[1::2], strict=True):
+            await self.sem.acquire()
+            self.job_counter += 1
+            job_id = raw_id.decode()
+            task = self.loop.create_task(self.run_job(job_id, int(float(raw_score))))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -175,7 +171,7 @@ def build_worker(
     redis_url: str,
     burst: bool = False,
     max_jobs: int | None = None,
-    poll_delay: float = 0.5,
+    poll_delay: float = POLL_DELAY_S,
 ) -> RelayWorker:
     return RelayWorker(
         functions=queue_functions(queue, settings),
@@ -204,7 +200,7 @@ async def run_workers(
     redis_url: str,
     burst: bool = False,
     max_jobs: int | None = None,
-    poll_delay: float = 0.5,
+    poll_delay: float = POLL_DELAY_S,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Runs one worker per queue until SIGTERM/SIGINT (or, with `burst`, until they are empty)."""

@@ -7,13 +7,10 @@
 -- Returns the number of events written, or -1 when this attempt no longer owns the job.
 -- A write whose sequence number was already applied (a client retrying after a lost reply)
 -- changes nothing and reports success, so a retry never duplicates events.
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return -1 end
-if ARGV[6] ~= '' then
-  if tonumber(ARGV[6]) <= tonumber(redis.call('HGET', KEYS[1], 'pubseq') or '0') then
-    return #ARGV - 6
-  end
-end
-local status = redis.call('HGET', KEYS[1], 'status')
+local job = redis.call('HMGET', KEYS[1], 'attempt', 'pubseq', 'status')
+if job[1] ~= ARGV[1] then return -1 end
+if ARGV[6] ~= '' and tonumber(ARGV[6]) <= tonumber(job[2] or '0') then return #ARGV - 6 end
+local status = job[3]
 if status == 'done' or status == 'error' or status == 'cancelled' then return -1 end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'pubseq', ARGV[6]) end
 for i = 7, #ARGV do
