@@ -395,7 +395,9 @@ class EgressFilter:
         if task is not None:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        await self._serve(reader, writer)
+        # closing the context cancels connections mid-handshake: that is no error
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._serve(reader, writer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream: asyncio.StreamWriter | None = None
