@@ -291,10 +291,8 @@ def start_relayq_worker(
     extra_env: dict[str, str] | None = None,
     args: Sequence[str] = (),
     name: str = "relayq-worker",
-    module: str = "relayq.cli",
 ) -> Proc:
-    """`python -m relayq.cli worker --queues chat`, as tests/conftest.py starts it (`module`
-    bench.proposed: the same worker with the publisher changes BENCHMARKS.md proposes)."""
+    """`python -m relayq.cli worker --queues chat`, as tests/conftest.py starts it."""
     env = base_env(
         RELAYQ_REDIS_URL=redis_url,
         ANTHROPIC_BASE_URL=simulator_url,
@@ -306,7 +304,7 @@ def start_relayq_worker(
     env.update(extra_env or {})
     proc, _ = spawn(
         name,
-        [PYTHON, "-m", module, "worker", "--queues", "chat", *args],
+        [PYTHON, "-m", "relayq.cli", "worker", "--queues", "chat", *args],
         env=env,
         ready="ready",
     )

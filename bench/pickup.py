@@ -42,6 +42,7 @@ from bench.common import (
 from relayq.client import Client
 from schemas.constants import CHAT_QUEUE
 from schemas.settings import Settings
+from workers.worker import POLL_DELAY_S
 
 GAP_S = (0.02, 0.06)
 
@@ -166,12 +167,6 @@ async def run(ctx: BenchContext) -> Section:
                 two_samples = [await relayq_pickup(client, n) for _ in range(repeats)]
                 second.stop()
                 raw_samples = [await relayq_pickup(client, max(6, n // 3), raw_producer=True)]
-            worker.stop()
-            slow = start_relayq_worker(
-                server.url, ctx.simulator_url, args=["--poll-delay", "1.0"], name="relayq-poll1"
-            )
-            procs.append(slow)
-            slow_idle, slow_delta = await idle_commands_per_s(redis, window)
 
     arq_dist = _rows(section, "arq worker (defaults, poll 0.5 s)", arq_samples, None)
     _rows(section, "relayq, 1 worker, enqueue.lua", rq_samples, arq_dist)
@@ -184,25 +179,16 @@ async def run(ctx: BenchContext) -> Section:
         fmt(ratio(raw.p50, arq_dist.p50), "x"),
         "- (poll fallback)",
         None,
-        f"n={raw.n}, p99 {fmt(raw.p99, 'ms')}: no PUBLISH, so the 0.5 s poll finds it",
+        f"n={raw.n}, p99 {fmt(raw.p99, 'ms')}: no PUBLISH, so the {POLL_DELAY_S:g} s poll finds it",
     )
     section.add(
-        "idle worker: Redis commands/s",
+        f"idle worker (default poll {POLL_DELAY_S:g} s): Redis commands/s",
         fmt(rq_idle, "/s"),
         fmt(arq_idle, "/s"),
         fmt(ratio(rq_idle, arq_idle), "x"),
         "<= arq's",
         rq_idle <= arq_idle + 1e-9,
         f"{window:g} s window",
-    )
-    section.add(
-        "idle worker with --poll-delay 1.0 (proposed default): Redis commands/s",
-        fmt(slow_idle, "/s"),
-        fmt(arq_idle, "/s"),
-        fmt(ratio(slow_idle, arq_idle), "x"),
-        "<= arq's",
-        None,
-        "prototype of the proposed default: " + _breakdown(slow_delta, window),
     )
     section.notes.append(f"Idle arq worker's commands: {_breakdown(arq_delta, window)}.")
     section.notes.append(f"Idle relayq worker's commands: {_breakdown(rq_delta, window)}.")

@@ -9,7 +9,8 @@ work - pickup, start, finish - included); the SDK's is its process time over the
 Redis commands are INFO deltas over the batch, less the subscribers' XREAD, the probes' INFO and
 the producer's enqueue (one EVALSHA + 9 commands inside enqueue.lua per job): what the worker
 causes, counted the strict way (commands run inside Lua scripts included). "Publish writes" are
-the publisher's EVALSHA round trips (each one append of one or more events).
+the worker's EVALSHA round trips less one start script per job: the publisher's appends (each one
+or more events), plus the few claim.lua calls (one per poll or wake that finds due jobs).
 
 Delivery lag: for each text entry a subscriber reads, arrival minus when its oldest token was due
 by the simulator's schedule, anchored at the stream's first token; the SDK's lag is the same
@@ -128,7 +129,8 @@ async def relayq_run(
         - by.get("exists", 0) * 0  # EXISTS runs inside enqueue.lua: counted in ENQUEUE_COMMANDS
         - ENQUEUE_COMMANDS * len(jobs)
     )
-    writes = by.get("evalsha", 0) + by.get("eval", 0) - 2 * len(jobs)  # enqueue + start scripts
+    # less enqueue.lua and start.lua per job; claim.lua calls stay in (see the docstring)
+    writes = by.get("evalsha", 0) + by.get("eval", 0) - 2 * len(jobs)
     return cpu, tokens, commands, writes, tracks
 
 
@@ -141,37 +143,25 @@ async def run(ctx: BenchContext) -> Section:
         Shape("50", ctx.pick(10, 50), ctx.pick(50, 250), 50),
     ]
     repeats = ctx.pick(1, 3)
-    outcomes: dict[str, list[Outcome]] = {s.name: [] for s in shapes}
-    proposed: dict[str, list[Outcome]] = {s.name: [] for s in shapes}
-    sdk_runs: dict[tuple[int, str], dict[str, float]] = {}
-    for variant, results in (("relayq.cli", outcomes), ("bench.proposed", proposed)):
-        await measure(ctx, shapes, repeats, variant, results, sdk_runs)
-    report(section, shapes, outcomes, proposed)
+    outcomes = await measure(ctx, shapes, repeats)
+    report(section, shapes, outcomes)
     return section
 
 
 async def measure(
-    ctx: BenchContext,
-    shapes: list[Shape],
-    repeats: int,
-    module: str,
-    outcomes: dict[str, list[Outcome]],
-    sdk_runs: dict[tuple[int, str], dict[str, float]],
-) -> None:
-    """Runs every shape `repeats` times on a worker started as `module`; the SDK baseline of
-    each (repeat, shape) is measured once and shared by both worker variants."""
+    ctx: BenchContext, shapes: list[Shape], repeats: int
+) -> dict[str, list[Outcome]]:
+    """Runs every shape `repeats` times on one worker, each against its own bare-SDK run."""
+    outcomes: dict[str, list[Outcome]] = {s.name: [] for s in shapes}
     with redis_server() as server, processes() as procs:
-        worker = start_relayq_worker(server.url, ctx.simulator_url, module=module)
+        worker = start_relayq_worker(server.url, ctx.simulator_url)
         procs.append(worker)
         settings = Settings(redis_url=server.url, stream_ttl_s=600)
         async with Client(settings=settings) as client:
             await relayq_run(server.url, client, worker.cpu_seconds, Shape("warm", 2, 20, 0))
-            for repeat in range(repeats):
+            for _ in range(repeats):
                 for shape in shapes:
-                    key = (repeat, shape.name)
-                    if key not in sdk_runs:
-                        sdk_runs[key] = await asyncio.to_thread(sdk_run, ctx.simulator_url, shape)
-                    sdk = sdk_runs[key]
+                    sdk = await asyncio.to_thread(sdk_run, ctx.simulator_url, shape)
                     cpu, tokens, commands, writes, tracks = await relayq_run(
                         server.url, client, worker.cpu_seconds, shape
                     )
@@ -194,13 +184,13 @@ async def measure(
                             tokens=tokens,
                         )
                     )
+    return outcomes
 
 
 def report(
     section: Section,
     shapes: list[Shape],
     outcomes: dict[str, list[Outcome]],
-    proposed: dict[str, list[Outcome]],
 ) -> None:
     detail: list[list[str]] = []
     for shape in shapes:
@@ -261,41 +251,4 @@ def report(
         ["shape", "tokens", "first entry single-token", "commands/token", "writes/token"],
         detail,
     )
-    prop_rows: list[list[str]] = []
-    for shape in shapes:
-        runs, prop = outcomes[shape.name], proposed[shape.name]
-        cur_c = Repeated(tuple(o.commands_per_token for o in runs)).median
-        new_c = Repeated(tuple(o.commands_per_token for o in prop)).median
-        new_w = Repeated(tuple(o.writes_per_token for o in prop)).median
-        cur_cpu = Repeated(tuple(o.worker_cpu_per_1k / o.sdk_cpu_per_1k for o in runs)).median
-        new_cpu = Repeated(tuple(o.worker_cpu_per_1k / o.sdk_cpu_per_1k for o in prop)).median
-        if shape.rate:
-            added = Repeated(tuple(o.lag_p99 - o.sdk_lag_p99 for o in prop)).median
-            lag = fmt(added, "ms")
-        else:
-            lag = "-"
-        prop_rows.append(
-            [
-                shape.label,
-                f"{fmt(cur_c)} -> {fmt(new_c)}",
-                fmt(new_w),
-                f"{fmt(cur_cpu, 'x')} -> {fmt(new_cpu, 'x')}",
-                lag,
-            ]
-        )
-    section.table(
-        "Proposed publisher (bench/proposed.py: 10 ms linger after a write, first delta at once; "
-        "one HMGET fence read), measured in the same run",
-        [
-            "shape",
-            "commands/token now -> proposed",
-            "writes/token proposed",
-            "CPU vs SDK now -> proposed",
-            "added p99 lag proposed",
-        ],
-        prop_rows,
-    )
-    section.raw = {
-        "current": {k: [o.__dict__ for o in v] for k, v in outcomes.items()},
-        "proposed": {k: [o.__dict__ for o in v] for k, v in proposed.items()},
-    }
+    section.raw = {k: [o.__dict__ for o in v] for k, v in outcomes.items()}

@@ -32,7 +32,7 @@ from livekit.agents import (
 from livekit.agents.utils import is_given
 
 from relayq.client import Client
-from schemas.events import Done, Error, ErrorInfo, Retry, Text, TokenUsage, ToolCall, Usage
+from schemas.events import Done, Error, ErrorInfo, Retry, Text, ToolCall, Usage
 from schemas.jobs import DEFAULT_MODEL, ChatJob, ConnOptions, NamedToolChoice, ToolSchema
 from schemas.settings import Settings
 
@@ -197,7 +197,7 @@ class QueuedLLMStream(llm.LLMStream):
         )
 
     def _send_usage(self, usage: Usage) -> None:
-        u = TokenUsage.model_validate(usage.model_dump(include=set(TokenUsage.model_fields)))
+        u = usage.tokens
         self._event_ch.send_nowait(
             llm.ChatChunk(
                 id=self.job.id,

@@ -313,9 +313,7 @@ class _Builder:
                 self.thinking += event.text
             case Usage():
                 self._open_turn()
-                usage = TokenUsage.model_validate(
-                    event.model_dump(include=set(TokenUsage.model_fields))
-                )
+                usage = event.tokens
                 self.turn_usage = usage if self.turn_usage is None else self.turn_usage + usage
             case Action():
                 if not self.acting:

@@ -77,9 +77,7 @@ class Transcript:
             case Screenshot():
                 self.screenshots.append(event)
             case Usage():
-                self.usage = self.usage + TokenUsage.model_validate(
-                    event.model_dump(include=set(TokenUsage.model_fields))
-                )
+                self.usage = self.usage + event.tokens
         return True
 
     def _start_attempt(self, attempt: int) -> None:

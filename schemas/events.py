@@ -89,6 +89,11 @@ class ToolCall(_Event):
 class Usage(_Event, TokenUsage):
     type: Literal["usage"] = "usage"
 
+    @property
+    def tokens(self) -> TokenUsage:
+        """The token counts alone, to add up."""
+        return TokenUsage.model_validate(self.model_dump(include=set(TokenUsage.model_fields)))
+
 
 class Action(_Event):
     """The model asked for a browser action (input redacted per the job's rules)."""

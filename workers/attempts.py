@@ -14,12 +14,13 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from arq import Retry as ArqRetry
 
 from schemas.constants import cancel_key, events_key, job_key
 from schemas.events import Cancelled, Error, ErrorInfo, Retry, Started
+from schemas.jobs import _JobBase, parse_job
 from workers.logs import job_context
 from workers.metrics import AttemptMetrics
 from workers.publisher import Fenced, Publisher
@@ -43,8 +44,22 @@ class AttemptContext:
         """Ask for another attempt `delay` seconds from now (after a `retry` event)."""
         self.deferred_by = delay
 
+    async def parse(self, kind: type[JobT]) -> JobT | None:
+        """The payload as a `kind` job; None (after an `error` event) when it is not one."""
+        try:
+            job = parse_job(self.payload)
+            if not isinstance(job, kind):
+                raise ValueError(f"this queue runs {kind.__name__}s, not {type(job).__name__}s")
+        except ValueError as e:
+            error = ErrorInfo(type="invalid_request", message=str(e))
+            await self.publisher.finish(Error(job_id=self.job_id, attempt=self.number, error=error))
+            return None
+        self.metrics.model = job.model
+        return job
+
 
 JobBody = Callable[[AttemptContext], Awaitable[None]]
+JobT = TypeVar("JobT", bound=_JobBase)
 
 
 async def run_attempt(ctx: dict[str, Any], payload: object, body: JobBody, *, queue: str) -> None:

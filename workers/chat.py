@@ -19,14 +19,13 @@ from schemas.events import (
     Event,
     Retry,
     RetryReason,
-    Started,
     Text,
     Thinking,
     TokenUsage,
     ToolCall,
     Usage,
 )
-from schemas.jobs import ChatJob, NamedToolChoice, _JobBase, parse_job
+from schemas.jobs import ChatJob, NamedToolChoice, _JobBase
 from workers.attempts import AttemptContext, run_attempt
 from workers.retry_policy import error_info, retry_delay
 
@@ -39,15 +38,9 @@ async def chat(ctx: dict[str, Any], payload: str) -> None:
 
 
 async def _run_chat(attempt: AttemptContext) -> None:
-    try:
-        job = parse_job(attempt.payload)
-        if not isinstance(job, ChatJob):
-            raise ValueError(f"the chat queue got a {type(job).__name__}")
-    except ValueError as e:
-        await attempt.publisher.finish(_invalid(attempt, e))
+    job = await attempt.parse(ChatJob)
+    if job is None:
         return
-
-    attempt.metrics.model = job.model
     publisher = attempt.publisher
     usage_total = TokenUsage()
     model = LLM(
@@ -67,9 +60,7 @@ async def _run_chat(attempt: AttemptContext) -> None:
                 async for chunk in stream:
                     for event in chunk_events(chunk, job.id, attempt.number):
                         if isinstance(event, Usage):
-                            usage_total += TokenUsage.model_validate(
-                                event.model_dump(include=set(TokenUsage.model_fields))
-                            )
+                            usage_total += event.tokens
                             publisher.emit(event, usage=usage_total)
                         else:
                             publisher.emit(event)
@@ -209,12 +200,4 @@ def deadline_loop_time(job: _JobBase) -> float | None:
     return asyncio.get_running_loop().time() + remaining
 
 
-def _invalid(attempt: AttemptContext, e: ValueError) -> Error:
-    return Error(
-        job_id=attempt.job_id,
-        attempt=attempt.number,
-        error=ErrorInfo(type="invalid_request", message=str(e), retryable=False),
-    )
-
-
-__all__ = ["Started", "chat", "chat_context", "chunk_events", "tools"]
+__all__ = ["chat", "chat_context", "chunk_events", "deadline_loop_time", "tools"]

@@ -36,7 +36,7 @@ from schemas.events import (
     TokenUsage,
     Usage,
 )
-from schemas.jobs import ComputerUseJob, parse_job
+from schemas.jobs import ComputerUseJob
 from workers.attempts import AttemptContext, run_attempt
 from workers.browser_guard import NetworkPolicy, Violation
 from workers.chat import chunk_events, deadline_loop_time
@@ -203,8 +203,8 @@ class _Loop:
                                 event.model_copy(update={"text": self._mask(event.text)})
                             )
                         case Usage():
-                            turn.usage = turn.usage + _token_usage(event)
-                            self.usage = self.usage + _token_usage(event)
+                            turn.usage = turn.usage + event.tokens
+                            self.usage = self.usage + event.tokens
                             self.publisher.emit(event, usage=self.usage)
                         case _:
                             pass  # tool calls become `action` events when they run
@@ -324,20 +324,9 @@ class _Loop:
 
 
 async def _run_computer_use(attempt: AttemptContext) -> None:
-    try:
-        job = parse_job(attempt.payload)
-        if not isinstance(job, ComputerUseJob):
-            raise ValueError(f"the computer queue got a {type(job).__name__}")
-    except ValueError as e:
-        await attempt.publisher.finish(
-            Error(
-                job_id=attempt.job_id,
-                attempt=attempt.number,
-                error=ErrorInfo(type="invalid_request", message=str(e)),
-            )
-        )
+    job = await attempt.parse(ComputerUseJob)
+    if job is None:
         return
-    attempt.metrics.model = job.model
     loop = _Loop(attempt, job)
     try:
         async with asyncio.timeout_at(deadline_loop_time(job)):
@@ -411,10 +400,6 @@ def _error_result(tool_use_id: str, message: str) -> dict[str, Any]:
         "content": [{"type": "text", "text": f"Error: {message}"}],
         "is_error": True,
     }
-
-
-def _token_usage(event: Usage) -> TokenUsage:
-    return TokenUsage.model_validate(event.model_dump(include=set(TokenUsage.model_fields)))
 
 
 def _digest(frame: bytes | None) -> str:
