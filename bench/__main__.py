@@ -19,7 +19,17 @@ from pathlib import Path
 from bench.common import ROOT, BenchContext, Section, load_average, machine_info, start_simulator
 from bench.report import write_report
 
-BENCHMARKS = ("pickup", "ttft", "streaming", "concurrency", "throughput", "scaleout", "computer")
+BENCHMARKS = (
+    "pickup",
+    "ttft",
+    "streaming",
+    "concurrency",
+    "throughput",
+    "scaleout",
+    "computer",
+    "gateway_load",
+)
+FULL_ONLY = ("gateway_load",)  # --quick leaves these out unless --only names them
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -31,7 +41,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or [
+        n for n in BENCHMARKS if not (args.quick and n in FULL_ONLY)
+    ]
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         print(f"unknown benchmarks: {unknown}; choose from {BENCHMARKS}", file=sys.stderr)

@@ -12,6 +12,8 @@ Reported: how long it took to open every stream, the delivery lag of every event
 subscriber (from the Redis stream id's time, i.e. the XADD, to the client reading the SSE
 message; and from the event's own `ts`, which adds the worker's coalescing), the gateway's RSS
 and CPU time, and its Redis connections. Everything started is stopped on the way out.
+
+`python -m bench` runs it as section 8 at 500 subscribers on 50 jobs (full runs only).
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ from typing import Any
 
 from bench.common import (
     PYTHON,
+    BenchContext,
     Dist,
     Proc,
+    Section,
     base_env,
+    fmt,
     load_average,
     machine_info,
     processes,
@@ -156,14 +161,25 @@ def _wait_ready(proc: Proc, url: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"the gateway did not become ready:\n{proc.log_tail()}")
 
 
-def run(subscribers: int, jobs: int, tokens: int, rate: float, client_procs: int) -> dict[str, Any]:
+def load_test(
+    subscribers: int,
+    jobs: int,
+    tokens: int,
+    rate: float,
+    client_procs: int,
+    simulator_url: str | None = None,
+) -> dict[str, Any]:
+    """Runs the load test (blocking); starts its own simulator unless given one's URL."""
     import httpx
 
     _raise_fd_limit()
     per_job = max(subscribers // jobs, 1)
     with processes() as procs, redis_server() as redis, tempfile.TemporaryDirectory() as tmp:
-        sim, sim_url = start_simulator()
-        procs.append(sim)
+        if simulator_url is None:
+            sim, sim_url = start_simulator()
+            procs.append(sim)
+        else:
+            sim_url = simulator_url
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         gateway, _ = spawn(
@@ -276,6 +292,68 @@ def run(subscribers: int, jobs: int, tokens: int, rate: float, client_procs: int
     }
 
 
+# --------------------------------------------------------------------------- python -m bench
+
+
+async def run(ctx: BenchContext) -> Section:
+    """The suite's section 8 (full runs only: `python -m bench --quick` leaves it out unless
+    named in --only, and then runs a smaller load)."""
+    section = Section("gateway_load", "8. Gateway: SSE subscribers on one gateway process")
+    subscribers, jobs, tokens, rate = ctx.pick((100, 10, 50, 20.0), (500, 50, 200, 20.0))
+    r = await asyncio.to_thread(
+        load_test, subscribers, jobs, tokens, rate, 2, simulator_url=ctx.simulator_url
+    )
+    xadd, ts, rss = r["lag_ms_from_xadd"], r["lag_ms_from_event_ts"], r["gateway_rss_mb"]
+    n = r["subscribers"]
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(r["outcomes"].items()))
+    section.add(
+        f"open {n} SSE streams ({r['jobs']} jobs, {n // r['jobs']} subscribers each)",
+        fmt(r["connect_all_s"], "s"),
+        note=f"until every subscriber had its replayed `queued` event; outcomes: {outcomes}",
+    )
+    section.add(
+        "delivery lag, XADD -> subscriber: p50 / p99",
+        f"{fmt(xadd['p50'], 'ms')} / {fmt(xadd['p99'], 'ms')}",
+        goal="report",
+        note=f"p90 {fmt(xadd['p90'], 'ms')}, max {fmt(xadd['max'], 'ms')}; "
+        f"{r['events_delivered']:,} events delivered",
+    )
+    section.add(
+        "delivery lag, event ts -> subscriber: p50 / p99",
+        f"{fmt(ts['p50'], 'ms')} / {fmt(ts['p99'], 'ms')}",
+        goal="report",
+        note=f"includes the worker's coalescing; p90 {fmt(ts['p90'], 'ms')}, "
+        f"max {fmt(ts['max'], 'ms')}",
+    )
+    per_sub_kib = (rss["streams_open"] - rss["started"]) * 1024 / n
+    section.add(
+        "gateway RSS: started / streams open / peak",
+        f"{fmt(rss['started'], 'MiB')} / {fmt(rss['streams_open'], 'MiB')} / "
+        f"{fmt(rss['peak'], 'MiB')}",
+        goal="report",
+        note=f"{fmt(per_sub_kib, 'KiB')} per open stream",
+    )
+    per_1k = r["gateway_cpu_s"] * 1000 / max(r["events_delivered"], 1) * 1000
+    section.add(
+        "gateway CPU while the replies streamed",
+        fmt(r["gateway_cpu_s"], "s"),
+        goal="report",
+        note=f"{fmt(r['gateway_cpu_s'] / r['stream_s'] * 100, '%')} of a core over "
+        f"{fmt(r['stream_s'], 's')}; {fmt(per_1k, 'ms')} per 1,000 events delivered",
+    )
+    connections = ", ".join(f"{k} {v}" for k, v in r["gateway_redis_connections_max"].items())
+    section.add("gateway Redis connections (max seen)", connections or "none", goal="report")
+    section.notes.append(
+        f"One gateway process (`python -m relayq.gateway`), one worker, the simulator and "
+        f"redis-server on loopback; {r['tokens_per_job']} tokens per job at "
+        f"{r['token_rate']:g} tok/s, read by {r['client_processes']} client processes "
+        "(aiohttp). The jobs are queued first; the worker starts once every stream is open. "
+        "Standalone, at other sizes: `python -m bench.gateway_load --subscribers N --jobs M`."
+    )
+    section.raw = r
+    return section
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gateway_load", description=__doc__)
     parser.add_argument("--subscribers", type=int, default=2000)
@@ -296,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not 1 <= args.subscribers <= 20_000 or not 1 <= args.jobs <= 2000:
         parser.error("keep it bounded: 1..20000 subscribers, 1..2000 jobs")
-    result = run(args.subscribers, args.jobs, args.tokens, args.rate, args.client_procs)
+    result = load_test(args.subscribers, args.jobs, args.tokens, args.rate, args.client_procs)
     if args.json:
         print(json.dumps(result))
         return

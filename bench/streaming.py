@@ -148,9 +148,7 @@ async def run(ctx: BenchContext) -> Section:
     return section
 
 
-async def measure(
-    ctx: BenchContext, shapes: list[Shape], repeats: int
-) -> dict[str, list[Outcome]]:
+async def measure(ctx: BenchContext, shapes: list[Shape], repeats: int) -> dict[str, list[Outcome]]:
     """Runs every shape `repeats` times on one worker, each against its own bare-SDK run."""
     outcomes: dict[str, list[Outcome]] = {s.name: [] for s in shapes}
     with redis_server() as server, processes() as procs:

@@ -31,7 +31,10 @@ class Settings(BaseSettings):
     )
     max_jobs: int = Field(default=200, ge=1, description="Concurrent jobs per worker process.")
     job_timeout_s: float = Field(
-        default=3600.0, gt=0, description="arq's backstop timeout per attempt; deadlines end jobs."
+        default=3600.0,
+        ge=5.0,
+        description="Longest attempt: ended with an `error` event (arq's own timeout, a little "
+        "later, is only a backstop); job deadlines usually end jobs first.",
     )
     lease_s: float = Field(
         default=10.0,

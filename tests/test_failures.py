@@ -205,3 +205,17 @@ async def test_a_retried_publish_whose_reply_was_lost_writes_nothing_twice(
     stream = await own_client.redis.xrange(events_key(job.id))
     assert first == again == 1
     assert sum(b'"once"' in fields[b"event"] for _, fields in stream) == 1
+
+
+async def test_an_attempt_longer_than_the_job_timeout_ends_with_an_error_event_not_silence(
+    own_client: Client, spawn
+) -> None:  # type: ignore[no-untyped-def]
+    spawn(RELAYQ_JOB_TIMEOUT_S="5")
+    job = ChatJob(prompt="[[sim:tokens=400 rate=40]] longer than the worker allows")
+    await own_client.submit(job)
+
+    events = await events_of(own_client, job.id)
+
+    assert isinstance(events[-1], Error)
+    assert events[-1].error.type == "APITimeoutError"
+    assert "RELAYQ_JOB_TIMEOUT_S" in events[-1].error.message

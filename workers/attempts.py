@@ -59,6 +59,7 @@ class AttemptContext:
 
 
 JobBody = Callable[[AttemptContext], Awaitable[None]]
+ATTEMPT_TIMEOUT_MARGIN_S = 2.0
 JobT = TypeVar("JobT", bound=_JobBase)
 
 
@@ -124,7 +125,24 @@ async def _run_attempt(ctx: dict[str, Any], payload: object, body: JobBody, queu
     attempt = AttemptContext(runtime, job_id, number, _as_text(payload), publisher, metrics)
     with runtime.track(job_id) as running:
         try:
-            await body(attempt)
+            # our own limit, a little inside arq's job_timeout: arq's would end the job with a
+            # TimeoutError it never retries and no event on the stream
+            async with asyncio.timeout(settings.job_timeout_s - ATTEMPT_TIMEOUT_MARGIN_S):
+                await body(attempt)
+        except TimeoutError:
+            with contextlib.suppress(Fenced):
+                await publisher.finish(
+                    Error(
+                        job_id=job_id,
+                        attempt=number,
+                        error=ErrorInfo(
+                            type="APITimeoutError",
+                            message=f"the attempt ran longer than RELAYQ_JOB_TIMEOUT_S "
+                            f"({settings.job_timeout_s:g} s)",
+                        ),
+                    )
+                )
+            return
         except asyncio.CancelledError:
             if not running.cancel_requested:
                 await _hand_back(publisher)
