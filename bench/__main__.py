@@ -28,8 +28,9 @@ BENCHMARKS = (
     "scaleout",
     "computer",
     "gateway_load",
+    "recovery",
 )
-FULL_ONLY = ("gateway_load",)  # --quick leaves these out unless --only names them
+FULL_ONLY = ("gateway_load", "recovery")  # --quick leaves these out unless --only names them
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

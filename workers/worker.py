@@ -130,13 +130,15 @@ class RelayWorker(Worker):
         arq claims one job at a time with WATCH/EXISTS/ZSCORE/MULTI; with hundreds of jobs
         arriving together the last one would start seconds after the first."""
         room = self.max_jobs - self.job_counter
-        candidates = [job_id.decode() for job_id in job_ids[: max(room, 0)]]
-        if not candidates:
+        # a running job stays at the head of the queue until it ends: skip our own here, and
+        # let the script skip those running elsewhere while it fills the room we have
+        candidates = [i for i in (j.decode() for j in job_ids) if i not in self.tasks]
+        if room <= 0 or not candidates:
             return
         reply = await self._scripts.call(
             "claim",
             [self.queue_name],
-            [int(self.in_progress_timeout_s * 1000), timestamp_ms(), *candidates],
+            [int(self.in_progress_timeout_s * 1000), timestamp_ms(), room, *candidates],
         )
         for raw_id, raw_score in zip(reply[::2], reply[1::2], strict=True):
             await self.sem.acquire()
