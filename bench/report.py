@@ -45,7 +45,7 @@ def write_report(
         f"{machine['os']}",
         f"- Python {machine['python']}, {machine['redis']}",
         f"- load average (1/5/15 min) at start: {load[0]}; at end: {load[1]} "
-        "(other engineers' test suites shared the machine)",
+        "(the load of anything else running on the machine is in these figures)",
         f"- wall time of the run: {total_seconds:.0f} s",
         "",
         "Every figure is measured against a baseline run in the same process tree, on the same "
