@@ -50,8 +50,12 @@ CLOCK_TOOL: dict[str, Any] = {
 
 
 def body_for(text: str, **extra: Any) -> dict[str, Any]:
-    return {"model": MODEL, "max_tokens": 512,
-            "messages": [{"role": "user", "content": text}], **extra}
+    return {
+        "model": MODEL,
+        "max_tokens": 512,
+        "messages": [{"role": "user", "content": text}],
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +66,9 @@ async def sim() -> AsyncIterator[Simulator]:
 
 @pytest.fixture(scope="module")
 async def client(sim: Simulator) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="sk-test",
-                                        max_retries=0) as sdk:
+    async with anthropic.AsyncAnthropic(
+        base_url=sim.base_url, api_key="sk-test", max_retries=0
+    ) as sdk:
         yield sdk
 
 
@@ -72,8 +77,9 @@ async def raw_sse(sim: Simulator, body: dict[str, Any]) -> list[tuple[str, dict[
     events: list[tuple[str, dict[str, Any]]] = []
     async with (
         httpx.AsyncClient(base_url=sim.base_url, timeout=10) as http,
-        http.stream("POST", "/v1/messages", json={**body, "stream": True},
-                    headers={"x-api-key": "sk-test"}) as response,
+        http.stream(
+            "POST", "/v1/messages", json={**body, "stream": True}, headers={"x-api-key": "sk-test"}
+        ) as response,
     ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -87,8 +93,9 @@ async def raw_sse(sim: Simulator, body: dict[str, Any]) -> list[tuple[str, dict[
     return events
 
 
-async def stream_text(client: anthropic.AsyncAnthropic, body: dict[str, Any],
-                      seen: list[str] | None = None) -> str:
+async def stream_text(
+    client: anthropic.AsyncAnthropic, body: dict[str, Any], seen: list[str] | None = None
+) -> str:
     pieces = seen if seen is not None else []
     async with client.messages.stream(**body) as stream:
         async for text in stream.text_stream:
@@ -111,8 +118,15 @@ async def test_raw_event_sequence_matches_the_api(sim: Simulator) -> None:
     body = body_for("Describe the event order [[sim:tokens=5]]")
     events = await raw_sse(sim, body)
     names = [name for name, _ in events]
-    assert names == ["message_start", "content_block_start", "ping", *["content_block_delta"] * 5,
-                     "content_block_stop", "message_delta", "message_stop"]
+    assert names == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        *["content_block_delta"] * 5,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
     assert all(data["type"] == name for name, data in events)
     start = events[0][1]["message"]
     assert start["role"] == "assistant" and start["content"] == [] and start["model"] == MODEL
@@ -172,8 +186,11 @@ async def test_tool_use_with_split_input_json(sim: Simulator) -> None:
     assert [b["type"] for b in starts] == ["text", "tool_use"]
     assert starts[1]["name"] == "get_weather" and starts[1]["input"] == {}
     assert starts[1]["id"].startswith("toolu_")
-    pieces = [data["delta"]["partial_json"] for name, data in events
-              if name == "content_block_delta" and data["index"] == 1]
+    pieces = [
+        data["delta"]["partial_json"]
+        for name, data in events
+        if name == "content_block_delta" and data["index"] == 1
+    ]
     assert len(pieces) > 5
     joined = "".join(pieces)
     tool_input = json.loads(joined)
@@ -188,14 +205,20 @@ async def test_tool_use_with_split_input_json(sim: Simulator) -> None:
     assert len(tool_input["tags"]) >= 3 and all(isinstance(t, str) for t in tool_input["tags"])
     assert set(tool_input["where"]) == {"lat", "lon"}
     assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
-    text = "".join(data["delta"]["text"] for name, data in events
-                   if name == "content_block_delta" and data["index"] == 0)
+    text = "".join(
+        data["delta"]["text"]
+        for name, data in events
+        if name == "content_block_delta" and data["index"] == 0
+    )
     assert text == scripted_reply(body)
 
 
 async def test_tool_use_through_sdk_stream_helper(client: anthropic.AsyncAnthropic) -> None:
-    body = body_for("Call a tool", tools=[WEATHER_TOOL, CLOCK_TOOL],
-                    tool_choice={"type": "tool", "name": "get_time"})
+    body = body_for(
+        "Call a tool",
+        tools=[WEATHER_TOOL, CLOCK_TOOL],
+        tool_choice={"type": "tool", "name": "get_time"},
+    )
     async with client.messages.stream(**body) as stream:
         message = await stream.get_final_message()
     assert [b.type for b in message.content] == ["tool_use"]  # forced tool: no preamble
@@ -210,12 +233,27 @@ async def test_tool_use_through_sdk_stream_helper(client: anthropic.AsyncAnthrop
 async def test_tool_result_turn_and_tool_choice_none(client: anthropic.AsyncAnthropic) -> None:
     messages: list[dict[str, Any]] = [
         {"role": "user", "content": "Weather in Oslo?"},
-        {"role": "assistant", "content": [
-            {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
-             "input": {"location": "Oslo"}}]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "toolu_1",
-             "content": [{"type": "text", "text": "Sunny and 18 degrees"}]}]},
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": "get_weather",
+                    "input": {"location": "Oslo"},
+                }
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_1",
+                    "content": [{"type": "text", "text": "Sunny and 18 degrees"}],
+                }
+            ],
+        },
     ]
     body = {"model": MODEL, "max_tokens": 256, "messages": messages, "tools": [WEATHER_TOOL]}
     message = await client.messages.create(**body)
@@ -231,10 +269,14 @@ async def test_tool_result_turn_and_tool_choice_none(client: anthropic.AsyncAnth
 
 
 async def test_badjson(sim: Simulator) -> None:
-    events = await raw_sse(sim, body_for("Broken tool call [[sim:badjson=1]]",
-                                         tools=[WEATHER_TOOL]))
-    joined = "".join(data["delta"].get("partial_json", "") for name, data in events
-                     if name == "content_block_delta")
+    events = await raw_sse(
+        sim, body_for("Broken tool call [[sim:badjson=1]]", tools=[WEATHER_TOOL])
+    )
+    joined = "".join(
+        data["delta"].get("partial_json", "")
+        for name, data in events
+        if name == "content_block_delta"
+    )
     with pytest.raises(json.JSONDecodeError):
         json.loads(joined)
 
@@ -243,8 +285,11 @@ async def test_extended_thinking(sim: Simulator, client: anthropic.AsyncAnthropi
     body = body_for("Think first", thinking={"type": "enabled", "budget_tokens": 1024})
     events = await raw_sse(sim, body)
     assert events[1][1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
-    block0 = [data["delta"] for name, data in events
-              if name == "content_block_delta" and data["index"] == 0]
+    block0 = [
+        data["delta"]
+        for name, data in events
+        if name == "content_block_delta" and data["index"] == 0
+    ]
     assert [d["type"] for d in block0[:-1]] == ["thinking_delta"] * (len(block0) - 1)
     assert block0[-1]["type"] == "signature_delta" and block0[-1]["signature"]
     async with client.messages.stream(**body) as stream:
@@ -261,8 +306,13 @@ async def test_extended_thinking(sim: Simulator, client: anthropic.AsyncAnthropi
 
 
 async def test_prompt_cache_creation_then_read(client: anthropic.AsyncAnthropic) -> None:
-    system = [{"type": "text", "text": "You are a careful assistant. " * 40,
-               "cache_control": {"type": "ephemeral"}}]
+    system = [
+        {
+            "type": "text",
+            "text": "You are a careful assistant. " * 40,
+            "cache_control": {"type": "ephemeral"},
+        }
+    ]
     first = await client.messages.create(**body_for("Cached question one", system=system))
     assert first.usage.cache_creation_input_tokens and first.usage.cache_creation_input_tokens > 0
     assert first.usage.cache_read_input_tokens == 0
@@ -300,16 +350,19 @@ async def test_invalid_body_and_unknown_route(sim: Simulator) -> None:
         assert response.status_code == 400
         error = response.json()
         assert error["type"] == "error" and error["request_id"] == response.headers["request-id"]
-        assert error["error"] == {"type": "invalid_request_error",
-                                  "message": "max_tokens: Field required"}
+        assert error["error"] == {
+            "type": "invalid_request_error",
+            "message": "max_tokens: Field required",
+        }
         bad = await http.post("/v1/messages", json=body_for("[[sim:fial=500]]"))
         assert bad.status_code == 400 and "fial" in bad.json()["error"]["message"]
         missing = await http.get("/v1/nothing")
         assert missing.status_code == 404
         assert missing.json()["error"]["type"] == "not_found_error"
-        counted = await http.post("/v1/messages/count_tokens",
-                                  json={"model": MODEL, "messages": [{"role": "user",
-                                                                      "content": "hi"}]})
+        counted = await http.post(
+            "/v1/messages/count_tokens",
+            json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+        )
         assert counted.json()["input_tokens"] > 0
 
 
@@ -331,7 +384,9 @@ async def test_invalid_body_and_unknown_route(sim: Simulator) -> None:
     ],
 )
 async def test_fail_status_surfaces_as_sdk_error(
-    client: anthropic.AsyncAnthropic, status: int, error_class: type[anthropic.APIStatusError],
+    client: anthropic.AsyncAnthropic,
+    status: int,
+    error_class: type[anthropic.APIStatusError],
     error_type: str,
 ) -> None:
     body = body_for(f"fail me [[sim:fail={status} retry_after=7]]")
@@ -387,12 +442,15 @@ async def test_midstream_error_after_some_text(client: anthropic.AsyncAnthropic)
 async def test_midstream_raw_error_event(sim: Simulator) -> None:
     events = await raw_sse(sim, body_for("raw break [[sim:midstream=overloaded_error after=0]]"))
     assert [name for name, _ in events] == ["message_start", "error"]
-    assert events[-1][1] == {"type": "error",
-                             "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    assert events[-1][1] == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
+    }
 
 
-async def test_stall_before_headers_times_out(client: anthropic.AsyncAnthropic,
-                                              sim: Simulator) -> None:
+async def test_stall_before_headers_times_out(
+    client: anthropic.AsyncAnthropic, sim: Simulator
+) -> None:
     body = body_for("slow start [[sim:stall=5]]")
     started = time.monotonic()
     with pytest.raises(anthropic.APITimeoutError):
@@ -443,7 +501,8 @@ async def chaos_outcomes(seed: int) -> list[str]:
                 outcomes.append("ok")
         stats = sim.stats
     assert stats["requests_total"] == 16 and stats["faults"].get("chaos", 0) == 16 - outcomes.count(
-        "ok")
+        "ok"
+    )
     return outcomes
 
 
@@ -451,8 +510,12 @@ async def test_fault_rate_is_deterministic() -> None:
     first = await chaos_outcomes(seed=11)
     assert first == await chaos_outcomes(seed=11)
     assert 0 < first.count("ok") < len(first)
-    assert {o for o in first if o != "ok"} <= {"529:overloaded_error", "500:api_error",
-                                              "429:rate_limit_error", "200:overloaded_error"}
+    assert {o for o in first if o != "ok"} <= {
+        "529:overloaded_error",
+        "500:api_error",
+        "429:rate_limit_error",
+        "200:overloaded_error",
+    }
 
 
 async def test_token_rate_is_honoured(client: anthropic.AsyncAnthropic) -> None:
@@ -528,15 +591,19 @@ async def test_shutdown_is_prompt_with_a_stalled_stream() -> None:
 def test_cli_subprocess_serves() -> None:
     with subprocess.Popen(
         [sys.executable, "-m", "relayq.simulator", "--port", "0", "--api-key", "sk-cli"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as process:
         try:
             assert process.stdout is not None
             line = process.stdout.readline()
             assert line.startswith("simulator listening on http://127.0.0.1:"), line
             body = body_for("over the CLI")
-            with anthropic.Anthropic(base_url=line.split()[-1], api_key="sk-cli",
-                                     max_retries=0) as client:
+            with anthropic.Anthropic(
+                base_url=line.split()[-1], api_key="sk-cli", max_retries=0
+            ) as client:
                 message = client.messages.create(**body)
             assert message.content[0].type == "text"
             assert message.content[0].text == scripted_reply(body)
