@@ -128,8 +128,10 @@ def redis_url(settings: Settings) -> str:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from workers.tracing import configure_from_env
     from workers.worker import run_workers
 
+    configure_from_env("relayq-worker")
     settings = Settings()
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     if args.metrics_port is not None:
@@ -286,8 +288,16 @@ def _simulator(args: argparse.Namespace) -> int:
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    from relayq.gateway import serve
+    try:
+        from relayq.gateway import serve
+    except ImportError as e:
+        print(
+            f"relayq gateway: {e}; install it with: pip install 'relayq[gateway]'", file=sys.stderr
+        )
+        return 2
+    from workers.tracing import configure_from_env
 
+    configure_from_env("relayq-gateway")
     settings = Settings()
     if not settings.redis_url:
         settings = settings.model_copy(update={"redis_url": redis_url(settings)})

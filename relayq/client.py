@@ -37,6 +37,7 @@ from schemas.constants import (
 from schemas.events import Event, TokenUsage, is_terminal, parse_event
 from schemas.jobs import ChatJob, _JobBase
 from schemas.settings import Settings
+from workers import tracing
 from workers.redis_conn import resilient_redis
 from workers.scripts import Scripts
 
@@ -119,6 +120,12 @@ class Client:
         """Enqueues `job` unless a job with its id exists; then returns the existing one."""
         kind = str(getattr(job, "kind", "chat"))
         queue = QUEUES[_QUEUE_OF_KIND[kind]]
+        with tracing.tracer.start_as_current_span(
+            "relayq.enqueue", attributes={"relayq.job_id": job.id, "relayq.kind": kind}
+        ):
+            return await self._enqueue(tracing.inject(job), kind, queue, tenant)
+
+    async def _enqueue(self, job: _JobBase, kind: str, queue: str, tenant: str) -> Submitted:
         created, status = await self._scripts.call(
             "enqueue",
             [job_key(job.id), events_key(job.id), f"arq:job:{job.id}", queue, JOBS_INDEX],

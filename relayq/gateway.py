@@ -31,7 +31,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -61,7 +61,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from relayq.client import Client
 from relayq.gateway_auth import ApiKeys
 from relayq.gateway_hub import Entry, StreamHub
-from relayq.gateway_pricing import Price, estimate_cost, price_of
+from relayq.gateway_pricing import Price, estimate_cost, price_of, price_table
 from schemas.constants import JOBS_INDEX, job_key
 from schemas.events import TokenUsage
 from schemas.jobs import ChatJob, ComputerUseJob, _JobBase
@@ -240,6 +240,7 @@ class _Metrics:
 @dataclass
 class _State:
     settings: Settings
+    prices: dict[str, Price]
     keys: ApiKeys
     metrics: _Metrics
     redis_url: str
@@ -290,7 +291,7 @@ def _links(job_id: str) -> JobLinks:
     )
 
 
-def _job_view(job_id: str, f: dict[str, str]) -> JobView:
+def _job_view(job_id: str, f: dict[str, str], prices: Mapping[str, Price]) -> JobView:
     def opt_int(name: str) -> int | None:
         value = f.get(name)
         return int(value) if value and value.lstrip("-").isdigit() else None
@@ -310,8 +311,8 @@ def _job_view(job_id: str, f: dict[str, str]) -> JobView:
         started_ms=opt_int("started_ms"),
         finished_ms=opt_int("finished_ms"),
         usage=usage,
-        cost_usd=estimate_cost(model, usage),
-        pricing=price_of(model),
+        cost_usd=estimate_cost(model, usage, prices),
+        pricing=price_of(model, prices),
         links=_links(job_id),
     )
 
@@ -389,6 +390,7 @@ def create_app(settings: Settings, *, redis_url: str) -> FastAPI:
     spec = gateway.api_keys.get_secret_value() if gateway.api_keys else ""
     state = _State(
         settings=settings,
+        prices=price_table(settings.prices),
         keys=ApiKeys.parse(spec),
         metrics=_Metrics(),
         redis_url=redis_url,
@@ -629,7 +631,7 @@ def _add_api_routes(app: FastAPI) -> None:
                 f = {k: v.decode() for k, v in zip(_HASH_FIELDS, values, strict=True) if v}
                 if f.get("tenant") != tenant or (status and f.get("status") != status):
                     continue
-                jobs.append(_job_view(job_id, f))
+                jobs.append(_job_view(job_id, f, _state(request).prices))
                 if len(jobs) == limit:
                     break
             if len(jobs) < limit and len(page) < 200:
@@ -652,7 +654,7 @@ def _add_api_routes(app: FastAPI) -> None:
     )
     async def get_job(request: Request, tenant: Tenant, job_id: JobIdPath) -> JobView:
         pool, _, _ = _state(request).ready()
-        return _job_view(job_id, await _owned(pool, job_id, tenant))
+        return _job_view(job_id, await _owned(pool, job_id, tenant), _state(request).prices)
 
     @app.get(
         "/v1/jobs/{job_id}/events",

@@ -1,11 +1,15 @@
 """Cost estimates for the dashboard: a small per-model price table in USD per million tokens.
 
 Estimates only: list prices as published for each model family (5-minute cache writes), matched
-by the longest model-name prefix; an unknown model is priced like Sonnet. `prompt_tokens` in
+by the longest model-name prefix; an unknown model is priced like Sonnet. `RELAYQ_PRICES` (JSON:
+`{"model-prefix": {"input": 3, "output": 15, "cache_write": 3.75, "cache_read": 0.3}}`) adds
+prefixes or replaces the ones here. `prompt_tokens` in
 relayq's usage includes cache reads and writes, so the uncached input is what is left of it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -46,20 +50,27 @@ PRICES: dict[str, Price] = {
 DEFAULT_PRICE = _SONNET
 
 
-def price_of(model: str) -> Price:
+def price_table(overrides: Mapping[str, Mapping[str, float]]) -> dict[str, Price]:
+    """The built-in table with the configured prefixes added or replaced."""
+    return {**PRICES, **{prefix: Price.model_validate(p) for prefix, p in overrides.items()}}
+
+
+def price_of(model: str, table: Mapping[str, Price] = PRICES) -> Price:
     """The price of the longest known prefix of `model`; Sonnet's when none matches."""
     best = ""
-    for prefix in PRICES:
+    for prefix in table:
         if model.startswith(prefix) and len(prefix) > len(best):
             best = prefix
-    return PRICES[best] if best else DEFAULT_PRICE
+    return table[best] if best else DEFAULT_PRICE
 
 
-def estimate_cost(model: str, usage: TokenUsage | None) -> float:
+def estimate_cost(
+    model: str, usage: TokenUsage | None, table: Mapping[str, Price] = PRICES
+) -> float:
     """Estimated USD for `usage` on `model` (0.0 without usage)."""
     if usage is None:
         return 0.0
-    price = price_of(model)
+    price = price_of(model, table)
     uncached = max(usage.prompt_tokens - usage.cache_creation_tokens - usage.cache_read_tokens, 0)
     total = (
         uncached * price.input

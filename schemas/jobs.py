@@ -108,6 +108,13 @@ class _JobBase(_Strict):
     metadata: dict[Annotated[str, StringConstraints(max_length=128)], MetadataValue] = Field(
         default_factory=dict
     )
+    trace_context: (
+        dict[
+            Literal["traceparent", "tracestate"],
+            Annotated[str, StringConstraints(max_length=512)],
+        ]
+        | None
+    ) = Field(default=None, description="W3C trace context of the producer's span.")
 
     @field_validator("metadata")
     @classmethod

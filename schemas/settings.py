@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     gateway_max_body_bytes: int = Field(
         default=MAX_JOB_BYTES + 65_536, ge=1024, description="Largest request body accepted."
     )
+    prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='Cost table additions, USD per MTok: {"prefix": {"input": .., "output": .., '
+        '"cache_write": .., "cache_read": ..}}.',
+    )
     data_dir: Path = Field(
         default=Path(".relayq"), description="Where the embedded Redis keeps its files."
     )

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from relayq.client import Client
 from relayq.gateway import create_app, serve_in_thread
 from relayq.gateway_auth import ApiKeys
-from relayq.gateway_pricing import estimate_cost, price_of
+from relayq.gateway_pricing import estimate_cost, price_of, price_table
 from relayq.simulator import scripted_reply
 from relayq.transcript import transcript_of
 from schemas.events import TokenUsage, parse_event
@@ -503,3 +503,16 @@ def test_prices_match_the_longest_model_prefix_with_sonnet_as_the_default() -> N
     )  # fmt: skip
     # 500k uncached * 3 + 100k * 15 + 200k * 3.75 + 300k * 0.30 (USD per MTok)
     assert estimate_cost("claude-sonnet-4-6", usage) == pytest.approx(1.5 + 1.5 + 0.75 + 0.09)
+
+
+def test_configured_prices_add_and_replace_model_prefixes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "RELAYQ_PRICES",
+        '{"claude-sonnet-4": {"input": 1, "output": 2, "cache_write": 3, "cache_read": 4},'
+        ' "house-model": {"input": 9, "output": 9, "cache_write": 9, "cache_read": 9}}',
+    )
+    table = price_table(Settings().prices)
+
+    assert price_of("claude-sonnet-4-6", table).input == 1.0
+    assert price_of("house-model-v2", table).output == 9.0
+    assert price_of("claude-opus-4-6", table).input == 5.0

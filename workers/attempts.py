@@ -13,14 +13,16 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from arq import Retry as ArqRetry
+from opentelemetry import context as otel_context
 
 from schemas.constants import cancel_key, events_key, job_key
 from schemas.events import Cancelled, Error, ErrorInfo, Retry, Started
 from schemas.jobs import _JobBase, parse_job
+from workers import tracing
 from workers.logs import job_context
 from workers.metrics import AttemptMetrics
 from workers.publisher import Fenced, Publisher
@@ -39,6 +41,7 @@ class AttemptContext:
     publisher: Publisher
     metrics: AttemptMetrics
     deferred_by: float | None = None
+    _spans: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def retry_after(self, delay: float) -> None:
         """Ask for another attempt `delay` seconds from now (after a `retry` event)."""
@@ -55,6 +58,20 @@ class AttemptContext:
             await self.publisher.finish(Error(job_id=self.job_id, attempt=self.number, error=error))
             return None
         self.metrics.model = job.model
+        self._spans.enter_context(
+            tracing.tracer.start_as_current_span(
+                "relayq.run",
+                context=tracing.extract(job),
+                attributes={
+                    "relayq.job_id": self.job_id,
+                    "relayq.attempt": self.number,
+                    "relayq.kind": str(getattr(job, "kind", "")),
+                    "gen_ai.request.model": job.model,
+                },
+            )
+        )
+        # the publisher writes from its own task: hand it the run span's context
+        self.publisher.trace_context = otel_context.get_current()
         return job
 
 
@@ -171,6 +188,7 @@ async def _run_attempt(ctx: dict[str, Any], payload: object, body: JobBody, queu
             return
         finally:
             await publisher.aclose()
+            attempt._spans.close()
     if attempt.deferred_by is not None:
         raise ArqRetry(defer=attempt.deferred_by)
 

@@ -14,12 +14,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from opentelemetry import context as otel_context
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.constants import cancel_key, events_key, job_key
 from schemas.events import TERMINAL_TYPES, Event, Retry, Text, TokenUsage
+from workers import tracing
 from workers.scripts import Scripts
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class Publisher:
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"publisher:{job_id}")
         self.writes = 0
         self.observer: Callable[[Event], None] | None = None
+        self.trace_context: otel_context.Context | None = None
         self._seq = 0
 
     @property
@@ -154,7 +157,12 @@ class Publisher:
         ]
         for delay in (*_REDIS_RETRY_DELAYS, None):
             try:
-                written: int = await self._scripts.call("publish", self._keys, args)
+                with tracing.tracer.start_as_current_span(
+                    "relayq.publish",
+                    context=self.trace_context,
+                    attributes={"relayq.events": len(batch), "relayq.status": status},
+                ):
+                    written: int = await self._scripts.call("publish", self._keys, args)
                 self.writes += 1
                 return written
             except (RedisConnectionError, RedisTimeoutError):

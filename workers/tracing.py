@@ -1,0 +1,63 @@
+"""OpenTelemetry spans for enqueue -> run -> model request -> publish, one trace per job.
+
+The producer's trace context travels in the job envelope (`trace_context`, W3C traceparent),
+so the worker's `relayq.run` span continues the producer's trace; LiveKit's `llm_request` spans
+nest under it. Only the OpenTelemetry API is used here: with no SDK configured every span is a
+no-op. `configure_from_env()` installs an SDK when `RELAYQ_TRACE_FILE` (JSON lines) or
+`OTEL_EXPORTER_OTLP_ENDPOINT` (OTLP/HTTP, the `otel` extra) asks for one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, TypeVar
+
+from opentelemetry import context, propagate, trace
+
+from schemas.jobs import _JobBase
+
+tracer = trace.get_tracer("relayq")
+JobT = TypeVar("JobT", bound=_JobBase)
+
+
+def inject(job: JobT) -> JobT:
+    """The job with the current span's context in its envelope (unchanged when not tracing)."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return job
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return job.model_copy(update={"trace_context": carrier}) if carrier else job
+
+
+def extract(job: _JobBase) -> context.Context:
+    return propagate.extract(job.trace_context or {})
+
+
+def configure_from_env(service: str) -> None:
+    """Installs a tracer provider when the environment asks for one; otherwise does nothing."""
+    trace_file = os.environ.get("RELAYQ_TRACE_FILE")
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if not trace_file and not endpoint:
+        return
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SimpleSpanProcessor,
+    )
+
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    if trace_file:
+        out = open(trace_file, "a", buffering=1, encoding="utf-8")
+        exporter = ConsoleSpanExporter(out=out, formatter=_json_line)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    if endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+
+
+def _json_line(span: Any) -> str:
+    return str(span.to_json(indent=None)) + "\n"
