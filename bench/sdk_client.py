@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import time
 
 import anthropic
 
-from bench.common import percentile, schedule_lags, sim_prompt
+from bench.common import PYTHON, ROOT, base_env, percentile, schedule_lags, sim_prompt
 
 
 async def one_stream(
@@ -68,6 +69,21 @@ async def main_async(args: argparse.Namespace) -> None:
         ),
         flush=True,
     )
+
+
+def run_sdk_client(base_url: str, *args: str) -> dict[str, float]:
+    """Runs this module as its own process (its CPU is then the SDK's alone); its summary."""
+    out = subprocess.run(
+        [PYTHON, "-m", "bench.sdk_client", "--base-url", base_url, *args],
+        cwd=ROOT,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:

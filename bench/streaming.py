@@ -21,19 +21,14 @@ subscriber add (coalescing included).
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 from dataclasses import dataclass
 
 from bench.common import (
-    PYTHON,
-    ROOT,
     BenchContext,
     Dist,
     Repeated,
     Section,
     Track,
-    base_env,
     chat_job,
     command_count,
     fmt,
@@ -44,6 +39,7 @@ from bench.common import (
     submit_all,
     watch_streams,
 )
+from bench.sdk_client import run_sdk_client
 from relayq.client import Client
 from schemas.settings import Settings
 
@@ -78,29 +74,8 @@ class Outcome:
 
 
 def sdk_run(base_url: str, shape: Shape) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "bench.sdk_client",
-            "--base-url",
-            base_url,
-            "--streams",
-            str(shape.streams),
-            "--tokens",
-            str(shape.tokens),
-            "--rate",
-            str(shape.rate),
-        ],
-        cwd=ROOT,
-        env=base_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    streams, tokens, rate = str(shape.streams), str(shape.tokens), str(shape.rate)
+    return run_sdk_client(base_url, "--streams", streams, "--tokens", tokens, "--rate", rate)
 
 
 async def relayq_run(

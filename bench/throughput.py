@@ -12,9 +12,7 @@ script itself, pipelined), each a real chat job: start script, HTTP request to t
 from __future__ import annotations
 
 import asyncio
-import json
 import pickle
-import subprocess
 import time
 import uuid
 from typing import Any
@@ -25,14 +23,11 @@ from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
 from bench.common import (
-    PYTHON,
-    ROOT,
     BenchContext,
     CpuSampler,
     Proc,
     Repeated,
     Section,
-    base_env,
     chat_job,
     command_count,
     fmt,
@@ -43,6 +38,7 @@ from bench.common import (
     start_relayq_worker,
     used_memory,
 )
+from bench.sdk_client import run_sdk_client
 from schemas.constants import CHAT_QUEUE, JOBS_INDEX, events_key, job_key, wake_channel
 from workers.scripts import script_source
 
@@ -192,29 +188,8 @@ def events_key_of_any(keys: list[bytes]) -> str:
 def sdk_ceiling(base_url: str, requests: int) -> dict[str, float]:
     """The bare SDK doing 20-token streaming requests, 200 at a time: requests per CPU second
     is the most jobs/s one process could run if it did nothing but the model call."""
-    out = subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "bench.sdk_client",
-            "--base-url",
-            base_url,
-            "--streams",
-            "200",
-            "--tokens",
-            str(TOKENS),
-            "--waves",
-            str(max(1, requests // 200)),
-        ],
-        cwd=ROOT,
-        env=base_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    waves = str(max(1, requests // 200))
+    return run_sdk_client(base_url, "--streams", "200", "--tokens", str(TOKENS), "--waves", waves)
 
 
 async def run(ctx: BenchContext) -> Section:

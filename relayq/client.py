@@ -209,7 +209,7 @@ class Client:
         fields: dict[bytes, bytes] = await self._redis.hgetall(job_key(job_id))  # type: ignore[misc]
         if not fields:
             raise JobNotFound(job_id)
-        return _job_status(job_id, {k.decode(): v.decode() for k, v in fields.items()})
+        return job_status_from_hash(job_id, {k.decode(): v.decode() for k, v in fields.items()})
 
     async def recent(self, *, limit: int = 50, before_ms: int | None = None) -> list[JobStatus]:
         """Most recent jobs first; page with `before_ms` = the last one's created_ms."""
@@ -225,19 +225,27 @@ class Client:
         return await self.submit(ChatJob.model_validate({"prompt": prompt, **fields}))
 
 
-def _job_status(job_id: str, f: dict[str, str]) -> JobStatus:
-    def opt_int(name: str) -> int | None:
-        return int(f[name]) if f.get(name) else None
+def job_status_from_hash(job_id: str, f: dict[str, str]) -> JobStatus:
+    """A job's status from its `relayq:{<id>}:job` hash fields (tolerating missing or bad ones:
+    the hash may have been written by another producer)."""
 
+    def opt_int(name: str) -> int | None:
+        value = f.get(name)
+        return int(value) if value and value.lstrip("-").isdigit() else None
+
+    usage: TokenUsage | None = None
+    if f.get("usage"):
+        with contextlib.suppress(ValueError):
+            usage = TokenUsage.model_validate_json(f["usage"])
     return JobStatus(
         id=job_id,
         kind=f.get("kind", ""),
         model=f.get("model", ""),
         status=f.get("status", "unknown"),
-        attempt=int(f.get("attempt", "0")),
-        created_ms=int(f.get("created_ms", "0")),
+        attempt=opt_int("attempt") or 0,
+        created_ms=opt_int("created_ms") or 0,
         started_ms=opt_int("started_ms"),
         finished_ms=opt_int("finished_ms"),
-        usage=TokenUsage.model_validate_json(f["usage"]) if f.get("usage") else None,
+        usage=usage,
         tenant=f.get("tenant", ""),
     )

@@ -58,7 +58,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from relayq.client import Client
+from relayq.client import Client, job_status_from_hash
 from relayq.gateway_auth import ApiKeys
 from relayq.gateway_hub import Entry, StreamHub
 from relayq.gateway_pricing import Price, estimate_cost, price_of, price_table
@@ -292,27 +292,19 @@ def _links(job_id: str) -> JobLinks:
 
 
 def _job_view(job_id: str, f: dict[str, str], prices: Mapping[str, Price]) -> JobView:
-    def opt_int(name: str) -> int | None:
-        value = f.get(name)
-        return int(value) if value and value.lstrip("-").isdigit() else None
-
-    usage: TokenUsage | None = None
-    if f.get("usage"):
-        with contextlib.suppress(ValueError):
-            usage = TokenUsage.model_validate_json(f["usage"])
-    model = f.get("model", "")
+    job = job_status_from_hash(job_id, f)
     return JobView(
-        id=job_id,
-        kind=f.get("kind", ""),
-        model=model,
-        status=f.get("status", "unknown"),
-        attempt=opt_int("attempt") or 0,
-        created_ms=opt_int("created_ms") or 0,
-        started_ms=opt_int("started_ms"),
-        finished_ms=opt_int("finished_ms"),
-        usage=usage,
-        cost_usd=estimate_cost(model, usage, prices),
-        pricing=price_of(model, prices),
+        id=job.id,
+        kind=job.kind,
+        model=job.model,
+        status=job.status,
+        attempt=job.attempt,
+        created_ms=job.created_ms,
+        started_ms=job.started_ms,
+        finished_ms=job.finished_ms,
+        usage=job.usage,
+        cost_usd=estimate_cost(job.model, job.usage, prices),
+        pricing=price_of(job.model, prices),
         links=_links(job_id),
     )
 

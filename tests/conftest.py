@@ -15,6 +15,7 @@ import pytest
 from relayq.client import Client
 from relayq.embedded_redis import EmbeddedRedis
 from relayq.simulator import Simulator, run_in_thread
+from relayq.static_server import serve_directory
 from schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +93,21 @@ def worker(redis_url: str, simulator: Simulator) -> Iterator[WorkerProcess]:
     w = start_worker(worker_env(redis_url, simulator), "--queues", "chat")
     yield w
     w.stop()
+
+
+@pytest.fixture(scope="session")
+def computer_worker(redis_url: str, simulator: Simulator) -> Iterator[WorkerProcess]:
+    """One browser worker for the session (it launches Chromium once)."""
+    w = start_worker(worker_env(redis_url, simulator), "--queues", "computer")
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="session")
+def site() -> Iterator[str]:
+    """relayq/static (the demo signup page) served on loopback."""
+    with serve_directory() as base_url:
+        yield base_url
 
 
 @pytest.fixture

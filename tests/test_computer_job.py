@@ -6,33 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from collections.abc import Iterator
 
 import pytest
 
 from relayq.client import Client
-from relayq.simulator import Simulator, computer_plan
-from relayq.static_server import serve_directory
+from relayq.simulator import computer_plan
 from relayq.transcript import transcript_of
 from schemas.constants import WORKERS_PATTERN
 from schemas.events import Action, Done, Error, Event, Screenshot, Text
 from schemas.jobs import ComputerUseJob
-from tests.conftest import WorkerProcess, start_worker, worker_env
+from tests.conftest import WorkerProcess
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="session")
-def computer_worker(redis_url: str, simulator: Simulator) -> Iterator[WorkerProcess]:
-    w = start_worker(worker_env(redis_url, simulator), "--queues", "computer")
-    yield w
-    w.stop()
-
-
-@pytest.fixture(scope="session")
-def site() -> Iterator[str]:
-    with serve_directory() as base_url:
-        yield base_url
 
 
 @pytest.fixture

@@ -12,9 +12,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from llm.page_actions import launch_chromium
-from relayq.simulator import Simulator
-from relayq.static_server import serve_directory
-from tests.conftest import ROOT, WorkerProcess, start_worker, worker_env
+from tests.conftest import ROOT, WorkerProcess
 from tests.test_gateway import ACME, KEYS, running_gateway, sim_text
 
 try:
@@ -28,21 +26,8 @@ LAPTOP = {"width": 1366, "height": 800}
 
 
 @pytest.fixture(scope="module")
-def computer_worker(redis_url: str, simulator: Simulator) -> Iterator[WorkerProcess]:
-    w = start_worker(worker_env(redis_url, simulator), "--queues", "computer")
-    yield w
-    w.stop()
-
-
-@pytest.fixture(scope="module")
 def dashboard(redis_url: str, worker: WorkerProcess) -> Iterator[str]:
     with running_gateway(redis_url, gateway_allow_private_network=True) as base_url:
-        yield base_url
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[str]:
-    with serve_directory() as base_url:
         yield base_url
 
 

@@ -9,11 +9,8 @@ ComputerTool on a real Chromium page.
 from __future__ import annotations
 
 import base64
-import functools
 import json
-import threading
-from collections.abc import AsyncIterator, Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +29,6 @@ from relayq.simulator import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-STATIC = ROOT / "relayq" / "static"
 OUTPUT = ROOT / "test-output"
 MODEL = "claude-sim-computer"
 BETAS = ["computer-use-2025-11-24"]
@@ -406,26 +402,6 @@ async def test_images_count_as_fixed_tokens_and_cache(sdk: anthropic.AsyncAnthro
 # --------------------------------------------------------------------------- the demo page
 
 
-class _StaticHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def static_url() -> Iterator[str]:
-    handler = functools.partial(_StaticHandler, directory=str(STATIC))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
@@ -441,7 +417,7 @@ async def browser() -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def demo(browser: Any, static_url: str) -> AsyncIterator[Any]:
+async def demo(browser: Any, site: str) -> AsyncIterator[Any]:
     """A ComputerTool on a fresh 1280x720 page showing the demo sign-up page."""
     from llm.computer_tool import ComputerTool
     from llm.page_actions import PageActions
@@ -451,7 +427,7 @@ async def demo(browser: Any, static_url: str) -> AsyncIterator[Any]:
     )
     try:
         page = await context.new_page()
-        await page.goto(f"{static_url}/demo_signup.html")
+        await page.goto(f"{site}/demo_signup.html")
         actions = PageActions(page=page)
         try:
             yield ComputerTool(actions=actions, width=WIDTH, height=HEIGHT)
