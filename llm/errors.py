@@ -10,7 +10,8 @@ exception kept as `__cause__`::
     │                                          (overloaded_error -> 529, api_error -> 500, ...)
     └── APIConnectionError
           <- anthropic.APIConnectionError, httpx2 / httpx transport errors,
-             a malformed event, a stream that ends before `message_stop`
+             a malformed event (invalid JSON, bytes that are not UTF-8),
+             a stream that ends before `message_stop`
           └── APITimeoutError
                 <- anthropic.APITimeoutError, httpx2 / httpx timeouts
                    (connect, or a gap between bytes longer than the read timeout)
@@ -55,6 +56,7 @@ _CONNECTION_FAILURES = (
     httpx2.HTTPError,
     httpx.HTTPError,
     json.JSONDecodeError,
+    UnicodeDecodeError,  # bytes that are not UTF-8, raised by the SDK's SSE decoder
 )
 
 

@@ -11,12 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from relayq.client import Client
 from relayq.embedded_redis import EmbeddedRedis
 from relayq.simulator import Simulator, run_in_thread
 from relayq.static_server import serve_directory
 from schemas.settings import Settings
+
+# The suite gates every landing, so its property tests draw the same examples on every run;
+# HYPOTHESIS_PROFILE=explore draws new ones (and prints a reproducer for any failure).
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("explore", max_examples=500, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parent.parent
 # db 0 is served by the session's worker; tests that need a queue nobody reads use db 1

@@ -88,6 +88,7 @@ class RelayWorker(Worker):
         super().__init__(*args, **kwargs)
         self.in_progress_timeout_s = lease_s
         self._wake = wake
+        self._stopping = False
 
     async def main(self) -> None:
         if self._pool is None:
@@ -147,6 +148,18 @@ class RelayWorker(Worker):
             task = self.loop.create_task(self.run_job(job_id, int(float(raw_score))))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
+
+    def handle_sig(self, signum: int) -> None:
+        """Cancels the running attempts once; they hand their jobs back (bounded, see
+        workers.attempts). Later calls (a second SIGTERM, or arq's `close()`, which signals
+        again when it does not own the handlers) only stop the worker: cancelling again would
+        cut the hand-back short and leave the job to the slower `worker_lost` recovery."""
+        if self._stopping:
+            if self.main_task is not None:
+                self.main_task.cancel()
+            return
+        self._stopping = True
+        super().handle_sig(signum)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

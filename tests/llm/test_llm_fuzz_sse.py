@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from livekit.agents import APIConnectOptions, APIError
 from livekit.agents.llm import ChatContext
@@ -88,6 +88,7 @@ async def _consume(events: list[bytes]) -> str:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(mangled_streams())
+@example([b"\xff\xfe\n\n"])
 def test_mangled_streams_end_in_output_or_an_api_error(events: list[bytes]) -> None:
     outcome = asyncio.run(asyncio.wait_for(_consume(events), timeout=10))
     assert outcome in ("finished", "api_error")
@@ -95,6 +96,12 @@ def test_mangled_streams_end_in_output_or_an_api_error(events: list[bytes]) -> N
 
 def test_a_stream_cut_before_message_stop_is_an_api_error_not_a_short_answer() -> None:
     events = load_sse("text")[:-2]
+    assert asyncio.run(_consume(events)) == "api_error"
+
+
+def test_bytes_that_are_not_utf8_are_an_api_error() -> None:
+    events = load_sse("text")
+    events.insert(1, b"\xff\xfe\n\n")
     assert asyncio.run(_consume(events)) == "api_error"
 
 
