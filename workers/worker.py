@@ -149,7 +149,7 @@ class RelayWorker(Worker):
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
 
-    def handle_sig(self, signum: int) -> None:
+    def handle_sig(self, signum: signal.Signals) -> None:
         """Cancels the running attempts once; they hand their jobs back (bounded, see
         workers.attempts). Later calls (a second SIGTERM, or arq's `close()`, which signals
         again when it does not own the handlers) only stop the worker: cancelling again would
