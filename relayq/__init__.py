@@ -1,9 +1,13 @@
 """relayq: Claude chat generation and computer use as background jobs on arq workers."""
 
+from typing import TYPE_CHECKING, Any
+
 from relayq.client import Client, JobNotFound, JobStatus, StreamEntry, Submitted
-from relayq.queued_llm import QueuedLLM
 from relayq.transcript import Transcript, transcript_of
 from schemas.jobs import ChatJob
+
+if TYPE_CHECKING:
+    from relayq.queued_llm import QueuedLLM
 
 __all__ = [
     "ChatJob",
@@ -16,3 +20,13 @@ __all__ = [
     "Transcript",
     "transcript_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # QueuedLLM brings in livekit.agents (seconds of imports): producers, subscribers and the CLI
+    # load it only when they use it
+    if name == "QueuedLLM":
+        from relayq.queued_llm import QueuedLLM
+
+        return QueuedLLM
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -40,6 +40,18 @@ def run(redis_url: str, simulator: Simulator, worker: WorkerProcess):  # type: i
     return run
 
 
+def test_producers_subscribers_and_the_cli_load_neither_livekit_nor_the_sdk_nor_playwright() -> (
+    None
+):
+    # each of them costs seconds of imports: `relayq watch` must start at once
+    code = (
+        "import sys, relayq, relayq.cli; "
+        "heavy = {'livekit.agents', 'anthropic', 'playwright'} & set(sys.modules); "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
 def test_submit_prints_the_job_id_and_watch_json_streams_it_to_done(run) -> None:  # type: ignore[no-untyped-def]
     submitted = run("submit", "chat", "--prompt", "Hello from the CLI", "--system", "Be brief.")
     assert submitted.returncode == 0, submitted.stderr
