@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relayq.client import Client
-from schemas.constants import CHAT_QUEUE, JOBS_INDEX, events_key, job_key
+from schemas.constants import CHAT_QUEUE, JOBS_INDEX, events_key, job_key, wake_channel
 from schemas.events import Done, Error
 from schemas.jobs import ChatJob, parse_job
 from schemas.settings import Settings
@@ -130,6 +130,7 @@ def test_raw_garbage_in_an_arq_envelope_is_reported_not_fatal(
             await client.redis.hset(job_key(job_id), mapping={"status": "queued", "attempt": "0"})
             await client.redis.set(f"arq:job:{job_id}", envelope, px=60_000)
             await client.redis.zadd(CHAT_QUEUE, {job_id: 1})
+            await client.redis.publish(wake_channel(CHAT_QUEUE), job_id)  # as CONTRACT.md asks
             return [e.event async for e in client.events(job_id)]
 
     events = asyncio.run(scenario())
