@@ -24,7 +24,7 @@ from relayq.embedded_redis import EmbeddedRedis
 from relayq.simulator import Simulator, run_in_thread, scripted_reply
 from relayq.transcript import transcript_of
 from schemas.constants import job_key
-from schemas.events import Event, Retry, Started
+from schemas.events import Event, Retry, Started, Text
 from schemas.jobs import ChatJob, ConnOptions
 from schemas.settings import Settings
 from tests.conftest import WorkerProcess, start_worker, worker_env
@@ -226,7 +226,9 @@ async def test_jobs_survive_a_redis_crash_and_restart_in_the_middle(
         await chaos_client.submit(job)
 
     draining = asyncio.create_task(drain(chaos_client, [j.id for j in jobs[:100]]))
-    await asyncio.sleep(1.0)  # let the first jobs stream before the crash
+    async for entry in chaos_client.events(jobs[0].id):  # the crash comes while jobs stream
+        if isinstance(entry.event, Text):
+            break
     await asyncio.to_thread(chaos_redis.kill)
     await asyncio.to_thread(chaos_redis.start)
     for job in jobs[100:]:
