@@ -452,6 +452,11 @@ def _custom_tools(body: Mapping[str, Any]) -> list[JSON]:
     ]
 
 
+def _token_budget(body: Mapping[str, Any]) -> int | None:
+    max_tokens = body.get("max_tokens")
+    return max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None
+
+
 def _thinking_enabled(body: Mapping[str, Any]) -> bool:
     thinking = body.get("thinking")
     return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
@@ -733,8 +738,7 @@ def _computer_reply(body: Mapping[str, Any], directives: Directives, prompt: str
     tool_choice = body.get("tool_choice")
     if isinstance(tool_choice, dict) and tool_choice.get("type") == "none":
         tool = None
-    max_tokens = body.get("max_tokens")
-    budget = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None
+    budget = _token_budget(body)
     last = _last_user_blocks(body)
 
     blocks: list[_Block] = []
@@ -874,8 +878,7 @@ def _plan(body: Mapping[str, Any]) -> _Plan:
     tool_choice = body.get("tool_choice")
     choice: JSON = tool_choice if isinstance(tool_choice, dict) else {}
     tools = _custom_tools(body)
-    max_tokens = body.get("max_tokens")
-    budget = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None
+    budget = _token_budget(body)
     body_id = fingerprint(body)
 
     blocks: list[_Block] = []
