@@ -452,7 +452,7 @@ def sim_prompt(tokens: int, rate: float = 0.0, text: str = "benchmark") -> str:
 
 
 def chat_job(tokens: int, rate: float = 0.0, *, job_id: str | None = None) -> Any:
-    from schemas.jobs import ChatJob
+    from relayq.schemas.jobs import ChatJob
 
     fields: dict[str, Any] = {"prompt": sim_prompt(tokens, rate), "max_tokens": tokens + 64}
     if job_id is not None:
@@ -462,7 +462,7 @@ def chat_job(tokens: int, rate: float = 0.0, *, job_id: str | None = None) -> An
 
 async def job_events(redis: Redis, job_id: str) -> list[dict[str, Any]]:
     """Every event on a job's stream, decoded (for after-the-fact timing)."""
-    from schemas.constants import events_key
+    from relayq.schemas.constants import events_key
 
     entries = await redis.xrange(events_key(job_id))
     return [json.loads(fields[b"event"]) for _, fields in entries]
@@ -470,7 +470,7 @@ async def job_events(redis: Redis, job_id: str) -> list[dict[str, Any]]:
 
 async def wait_all_terminal(redis: Redis, job_ids: Sequence[str], limit_s: float) -> bool:
     """True once every job's hash says done/error/cancelled (polled in pipelines)."""
-    from schemas.constants import job_key
+    from relayq.schemas.constants import job_key
 
     pending = list(job_ids)
 
@@ -548,7 +548,7 @@ async def watch_streams(
 ) -> None:
     """Follows every job's stream until its terminal event, `per_connection` streams per XREAD
     connection, feeding each text entry to its Track."""
-    from schemas.constants import events_key
+    from relayq.schemas.constants import events_key
 
     terminal = {"done", "error", "cancelled"}
     ids = list(tracks)

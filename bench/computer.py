@@ -32,15 +32,15 @@ from bench.common import (
     redis_server,
     used_memory,
 )
-from llm.computer_tool import ComputerTool
-from llm.page_actions import ImageFormat, PageActions, launch_chromium
+from relayq.llm.computer_tool import ComputerTool
+from relayq.llm.page_actions import ImageFormat, PageActions, launch_chromium
+from relayq.schemas.constants import job_key
+from relayq.schemas.events import Action, Screenshot
 from relayq.static_server import serve_directory
-from schemas.constants import job_key
-from schemas.events import Action, Screenshot
-from workers.browser_guard import NetworkPolicy
-from workers.browser_pool import BrowserPool
-from workers.publisher import Publisher
-from workers.scripts import Scripts
+from relayq.workers.browser_guard import NetworkPolicy
+from relayq.workers.browser_pool import BrowserPool
+from relayq.workers.publisher import Publisher
+from relayq.workers.scripts import Scripts
 
 TARGETS = ((940, 236), (940, 316))  # the demo page's Name and Email fields
 LOCAL = NetworkPolicy(allow_private_network=True)  # the demo page is served on loopback

@@ -31,7 +31,7 @@ from bench.common import (
 )
 from bench.streaming import Shape, sdk_run
 from relayq.client import Client
-from schemas.settings import Settings
+from relayq.schemas.settings import Settings
 
 RATE = 50.0
 

@@ -40,9 +40,9 @@ from bench.common import (
     wait_for,
 )
 from relayq.client import Client
-from schemas.constants import CHAT_QUEUE
-from schemas.settings import Settings
-from workers.worker import POLL_DELAY_S
+from relayq.schemas.constants import CHAT_QUEUE
+from relayq.schemas.settings import Settings
+from relayq.workers.worker import POLL_DELAY_S
 
 GAP_S = (0.02, 0.06)
 

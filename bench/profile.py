@@ -33,7 +33,7 @@ from bench.common import (
     watch_streams,
 )
 from relayq.client import Client
-from schemas.settings import Settings
+from relayq.schemas.settings import Settings
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
 

@@ -37,8 +37,8 @@ from bench.common import (
     start_relayq_worker,
 )
 from relayq.client import Client
-from schemas.events import Started, Text
-from schemas.settings import Settings
+from relayq.schemas.events import Started, Text
+from relayq.schemas.settings import Settings
 
 ARQ_TIMEOUT_S = 20
 ARQ_STARTS_KEY = "bench:recovery:starts"

@@ -41,7 +41,7 @@ from bench.common import (
 )
 from bench.sdk_client import run_sdk_client
 from relayq.client import Client
-from schemas.settings import Settings
+from relayq.schemas.settings import Settings
 
 ENQUEUE_COMMANDS = 10  # EVALSHA + EXISTS TIME HSET XADD SET ZADD ZADD ZREMRANGEBYSCORE PUBLISH
 

@@ -28,7 +28,7 @@ from bench.common import (
     start_relayq_worker,
 )
 from relayq.client import Client
-from schemas.settings import Settings
+from relayq.schemas.settings import Settings
 
 TOKENS = 8
 RATE = 50.0
@@ -59,7 +59,7 @@ async def llm_ttft(client: anthropic.AsyncAnthropic) -> float:
     from livekit.agents import APIConnectOptions
     from livekit.agents.llm import ChatContext
 
-    from llm import LLM
+    from relayq.llm import LLM
 
     t0 = time.perf_counter()
     model = LLM(model="claude-sonnet-4-6", client=client, max_tokens=TOKENS + 64)

@@ -2,7 +2,7 @@
 
 `StreamAccumulator` is the pure part: SDK stream events in, ChatChunks out, no I/O.
 `LLMStream._run` makes one attempt: a fresh request from the factory, a fresh
-accumulator, and SDK failures translated where they enter (see `llm.errors`).
+accumulator, and SDK failures translated where they enter (see `relayq.llm.errors`).
 
 What each event becomes:
 

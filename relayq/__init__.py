@@ -3,8 +3,8 @@
 from typing import TYPE_CHECKING, Any
 
 from relayq.client import Client, JobNotFound, JobStatus, StreamEntry, Submitted
+from relayq.schemas.jobs import ChatJob
 from relayq.transcript import Transcript, transcript_of
-from schemas.jobs import ChatJob
 
 if TYPE_CHECKING:
     from relayq.queued_llm import QueuedLLM

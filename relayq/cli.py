@@ -13,10 +13,10 @@ from rich.console import Console
 
 from relayq.client import Client, JobNotFound
 from relayq.embedded_redis import shared_redis_url, stop_shared_redis
+from relayq.schemas.jobs import ChatJob, _JobBase, parse_job
+from relayq.schemas.settings import Settings
 from relayq.watch import watch_json, watch_live
-from schemas.jobs import ChatJob, _JobBase, parse_job
-from schemas.settings import Settings
-from workers.logs import configure_logging
+from relayq.workers.logs import configure_logging
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,14 +128,14 @@ def redis_url(settings: Settings) -> str:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from workers.tracing import configure_from_env
-    from workers.worker import run_workers
+    from relayq.workers.tracing import configure_from_env
+    from relayq.workers.worker import run_workers
 
     configure_from_env("relayq-worker")
     settings = Settings()
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     if args.metrics_port is not None:
-        from workers.metrics import serve
+        from relayq.workers.metrics import serve
 
         serve(args.metrics_port)
     asyncio.run(
@@ -295,7 +295,7 @@ def _gateway(args: argparse.Namespace) -> int:
             f"relayq gateway: {e}; install it with: pip install 'relayq[gateway]'", file=sys.stderr
         )
         return 2
-    from workers.tracing import configure_from_env
+    from relayq.workers.tracing import configure_from_env
 
     configure_from_env("relayq-gateway")
     settings = Settings()

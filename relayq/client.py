@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from schemas.constants import (
+from relayq.schemas.constants import (
     CANCEL_CHANNEL,
     EVENT_FIELD,
     JOBS_INDEX,
@@ -34,12 +34,12 @@ from schemas.constants import (
     events_key,
     job_key,
 )
-from schemas.events import Event, TokenUsage, is_terminal, parse_event
-from schemas.jobs import ChatJob, _JobBase
-from schemas.settings import Settings
-from workers import tracing
-from workers.redis_conn import resilient_redis
-from workers.scripts import Scripts
+from relayq.schemas.events import Event, TokenUsage, is_terminal, parse_event
+from relayq.schemas.jobs import ChatJob, _JobBase
+from relayq.schemas.settings import Settings
+from relayq.workers import tracing
+from relayq.workers.redis_conn import resilient_redis
+from relayq.workers.scripts import Scripts
 
 logger = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ from rich.console import Console
 from relayq.client import Client
 from relayq.embedded_redis import EmbeddedRedis
 from relayq.replay import write_replay
+from relayq.schemas.jobs import ChatJob, ComputerUseJob, ConnOptions
+from relayq.schemas.settings import Settings
 from relayq.static_server import serve_directory
 from relayq.watch import watch_live
-from schemas.jobs import ChatJob, ComputerUseJob, ConnOptions
-from schemas.settings import Settings
-from workers.runtime import SIMULATOR_API_KEY
+from relayq.workers.runtime import SIMULATOR_API_KEY
 
 REPLAY_PATH = Path("relayq-demo-replay.html")
 

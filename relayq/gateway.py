@@ -62,11 +62,11 @@ from relayq.client import Client, job_status_from_hash
 from relayq.gateway_auth import ApiKeys
 from relayq.gateway_hub import Entry, StreamHub
 from relayq.gateway_pricing import Price, estimate_cost, price_of, price_table
-from schemas.constants import JOBS_INDEX, job_key
-from schemas.events import TokenUsage
-from schemas.jobs import ChatJob, ComputerUseJob, _JobBase
-from schemas.settings import Settings
-from workers.redis_conn import REDIS_ERRORS
+from relayq.schemas.constants import JOBS_INDEX, job_key
+from relayq.schemas.events import TokenUsage
+from relayq.schemas.jobs import ChatJob, ComputerUseJob, _JobBase
+from relayq.schemas.settings import Settings
+from relayq.workers.redis_conn import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 

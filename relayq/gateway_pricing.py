@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict
 
-from schemas.events import TokenUsage
+from relayq.schemas.events import TokenUsage
 
 
 class Price(BaseModel):

@@ -32,9 +32,9 @@ from livekit.agents import (
 from livekit.agents.utils import is_given
 
 from relayq.client import Client
-from schemas.events import Done, Error, ErrorInfo, Retry, Text, ToolCall, Usage
-from schemas.jobs import DEFAULT_MODEL, ChatJob, ConnOptions, NamedToolChoice, ToolSchema
-from schemas.settings import Settings
+from relayq.schemas.events import Done, Error, ErrorInfo, Retry, Text, ToolCall, Usage
+from relayq.schemas.jobs import DEFAULT_MODEL, ChatJob, ConnOptions, NamedToolChoice, ToolSchema
+from relayq.schemas.settings import Settings
 
 
 class QueuedLLM(llm.LLM[Never]):

@@ -29,9 +29,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import JsonValue, ValidationError
 
 from relayq.client import Client, JobNotFound
-from relayq.transcript import Transcript
-from schemas.constants import EVENT_FIELD, events_key, job_key
-from schemas.events import (
+from relayq.schemas.constants import EVENT_FIELD, events_key, job_key
+from relayq.schemas.events import (
     TERMINAL_TYPES,
     Action,
     Cancelled,
@@ -50,6 +49,7 @@ from schemas.events import (
     is_terminal,
     parse_event,
 )
+from relayq.transcript import Transcript
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage

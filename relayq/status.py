@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from relayq.client import Client, JobStatus
-from schemas.constants import QUEUES, WORKERS_PATTERN
+from relayq.schemas.constants import QUEUES, WORKERS_PATTERN
 
 RECENT_FOR_FAILURES = 200
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas.events import (
+from relayq.schemas.events import (
     Action,
     Done,
     Error,

@@ -14,8 +14,18 @@ from rich.spinner import Spinner
 from rich.text import Text as RichText
 
 from relayq.client import Client
+from relayq.schemas.events import (
+    Action,
+    Done,
+    Error,
+    Event,
+    Retry,
+    Screenshot,
+    Started,
+    Text,
+    ToolCall,
+)
 from relayq.transcript import Transcript
-from schemas.events import Action, Done, Error, Event, Retry, Screenshot, Started, Text, ToolCall
 
 
 async def watch_json(

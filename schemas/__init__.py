@@ -1,6 +1,6 @@
 """The wire contract: every byte that crosses Redis or HTTP is one of these models."""
 
-from schemas.events import (
+from relayq.schemas.events import (
     Cancelled,
     Done,
     Error,
@@ -17,8 +17,15 @@ from schemas.events import (
     is_terminal,
     parse_event,
 )
-from schemas.jobs import ChatJob, ConnOptions, NamedToolChoice, ToolSchema, new_job_id, parse_job
-from schemas.settings import Settings
+from relayq.schemas.jobs import (
+    ChatJob,
+    ConnOptions,
+    NamedToolChoice,
+    ToolSchema,
+    new_job_id,
+    parse_job,
+)
+from relayq.schemas.settings import Settings
 
 __all__ = [
     "Cancelled",

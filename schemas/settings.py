@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.jobs import MAX_JOB_BYTES
+from relayq.schemas.jobs import MAX_JOB_BYTES
 
 
 class Settings(BaseSettings):

@@ -15,9 +15,9 @@ from hypothesis import settings as hypothesis_settings
 
 from relayq.client import Client
 from relayq.embedded_redis import EmbeddedRedis
+from relayq.schemas.settings import Settings
 from relayq.simulator import Simulator, run_in_thread
 from relayq.static_server import serve_directory
-from schemas.settings import Settings
 
 # The suite gates every landing, so its property tests draw the same examples on every run;
 # HYPOTHESIS_PROFILE=explore draws new ones (and prints a reproducer for any failure).

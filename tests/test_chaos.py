@@ -21,12 +21,12 @@ import pytest
 
 from relayq.client import Client
 from relayq.embedded_redis import EmbeddedRedis
+from relayq.schemas.constants import job_key
+from relayq.schemas.events import Event, Retry, Started, Text
+from relayq.schemas.jobs import ChatJob, ConnOptions
+from relayq.schemas.settings import Settings
 from relayq.simulator import Simulator, run_in_thread, scripted_reply
 from relayq.transcript import transcript_of
-from schemas.constants import job_key
-from schemas.events import Event, Retry, Started, Text
-from schemas.jobs import ChatJob, ConnOptions
-from schemas.settings import Settings
 from tests.conftest import WorkerProcess, start_worker, worker_env
 
 pytestmark = pytest.mark.chaos
@@ -285,9 +285,9 @@ def _alive(pids: set[int]) -> set[int]:
 async def test_a_killed_browser_workers_job_reruns_in_a_fresh_context_and_leaves_no_chromium(
     chaos_redis: EmbeddedRedis, chaos_client: Client
 ) -> None:
+    from relayq.schemas.events import Retry, Screenshot
+    from relayq.schemas.jobs import ComputerUseJob
     from relayq.static_server import serve_directory
-    from schemas.events import Retry, Screenshot
-    from schemas.jobs import ComputerUseJob
 
     with run_in_thread() as sim, serve_directory() as site:
         env = worker_env(chaos_redis.url, sim, RELAYQ_LEASE_S=str(LEASE_S))

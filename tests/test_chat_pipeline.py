@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from relayq.client import Client, StreamEntry
+from relayq.schemas.events import Done, Error, Retry, Started, Text, ToolCall
+from relayq.schemas.jobs import ChatJob, ConnOptions, ToolSchema
 from relayq.simulator import scripted_reply
 from relayq.transcript import transcript_of
-from schemas.events import Done, Error, Retry, Started, Text, ToolCall
-from schemas.jobs import ChatJob, ConnOptions, ToolSchema
 
 
 def sim_body(job: ChatJob) -> dict[str, object]:
@@ -154,7 +154,7 @@ async def test_bad_request_400_ends_with_one_error_and_no_retry(client: Client) 
 async def test_invalid_payload_gets_an_error_event_and_the_worker_serves_the_next_job(
     client: Client,
 ) -> None:
-    from schemas.constants import CHAT_QUEUE, JOBS_INDEX, events_key, job_key
+    from relayq.schemas.constants import CHAT_QUEUE, JOBS_INDEX, events_key, job_key
 
     bad_id = "job_invalid_payload_1"
     await client._scripts.call(
@@ -226,7 +226,7 @@ async def test_resubmitting_a_job_id_returns_the_existing_job_and_runs_it_once(
 async def test_after_the_terminal_event_every_key_of_the_job_expires(
     client: Client, settings: object
 ) -> None:
-    from schemas.constants import events_key, job_key
+    from relayq.schemas.constants import events_key, job_key
 
     job = ChatJob(prompt="Expire me")
     await client.submit(job)
@@ -265,7 +265,7 @@ async def test_cancel_a_queued_job_prevents_it_from_starting(idle_client: Client
 
 
 async def test_cancel_of_unknown_or_finished_job_is_a_no_op(client: Client) -> None:
-    from schemas.constants import cancel_key
+    from relayq.schemas.constants import cancel_key
 
     assert await client.cancel("job_that_never_was") == "unknown"
     assert not await client.redis.exists(cancel_key("job_that_never_was"))

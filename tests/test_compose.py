@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from relayq.cli import _parser
-from schemas.settings import Settings
+from relayq.schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -62,7 +62,7 @@ def test_every_service_has_a_healthcheck(service: str) -> None:
 def test_the_dockerfile_entrypoint_is_our_cli_and_copies_every_package() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r'ENTRYPOINT \[.*"relayq"\]', dockerfile)
-    for package in ("llm", "schemas", "workers", "relayq"):
+    for package in ("llm", "schemas", "workers", "relayq"):  # relayq/llm etc. link to these
         assert f"COPY {package} ./{package}" in dockerfile
 
 

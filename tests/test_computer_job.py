@@ -10,11 +10,11 @@ import struct
 import pytest
 
 from relayq.client import Client
+from relayq.schemas.constants import WORKERS_PATTERN
+from relayq.schemas.events import Action, Done, Error, Event, Screenshot, Text
+from relayq.schemas.jobs import ComputerUseJob
 from relayq.simulator import computer_plan
 from relayq.transcript import transcript_of
-from schemas.constants import WORKERS_PATTERN
-from schemas.events import Action, Done, Error, Event, Screenshot, Text
-from schemas.jobs import ComputerUseJob
 from tests.conftest import WorkerProcess
 
 pytestmark = pytest.mark.browser

@@ -12,12 +12,12 @@ import pytest
 
 from relayq.client import Client
 from relayq.embedded_redis import EmbeddedRedis
+from relayq.schemas.constants import CHAT_QUEUE, events_key, job_key
+from relayq.schemas.events import Done, Error, Event, Retry, Started, Text
+from relayq.schemas.jobs import ChatJob
+from relayq.schemas.settings import Settings
 from relayq.simulator import Simulator, scripted_reply
 from relayq.transcript import transcript_of
-from schemas.constants import CHAT_QUEUE, events_key, job_key
-from schemas.events import Done, Error, Event, Retry, Started, Text
-from schemas.jobs import ChatJob
-from schemas.settings import Settings
 from tests.conftest import WorkerProcess, start_worker, worker_env
 
 LEASE_S = "3"
@@ -139,8 +139,8 @@ async def test_sigterm_lets_a_short_running_job_finish_within_the_grace_period(
 async def test_a_presumed_dead_attempt_cannot_publish_into_a_job_it_lost(
     own_client: Client,
 ) -> None:
-    from workers.publisher import Fenced, Publisher
-    from workers.scripts import Scripts
+    from relayq.workers.publisher import Fenced, Publisher
+    from relayq.workers.scripts import Scripts
 
     job = ChatJob(prompt="fenced")
     await own_client.submit(job)
@@ -202,7 +202,7 @@ async def test_jobs_survive_a_redis_restart(
 async def test_a_retried_publish_whose_reply_was_lost_writes_nothing_twice(
     own_client: Client,
 ) -> None:
-    from workers.scripts import Scripts
+    from relayq.workers.scripts import Scripts
 
     job = ChatJob(prompt="idempotent writes")
     await own_client.submit(job)

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relayq.client import Client
-from schemas.constants import CHAT_QUEUE, JOBS_INDEX, events_key, job_key, wake_channel
-from schemas.events import Done, Error
-from schemas.jobs import ChatJob, parse_job
-from schemas.settings import Settings
+from relayq.schemas.constants import CHAT_QUEUE, JOBS_INDEX, events_key, job_key, wake_channel
+from relayq.schemas.events import Done, Error
+from relayq.schemas.jobs import ChatJob, parse_job
+from relayq.schemas.settings import Settings
 from tests.conftest import WorkerProcess
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50)

@@ -19,10 +19,10 @@ from relayq.client import Client
 from relayq.gateway import create_app, serve_in_thread
 from relayq.gateway_auth import ApiKeys
 from relayq.gateway_pricing import estimate_cost, price_of, price_table
+from relayq.schemas.events import TokenUsage, parse_event
+from relayq.schemas.settings import Settings
 from relayq.simulator import scripted_reply
 from relayq.transcript import transcript_of
-from schemas.events import TokenUsage, parse_event
-from schemas.settings import Settings
 from tests.conftest import WorkerProcess
 
 KEYS = {"acme": "key-acme-7f3a9c21", "globex": "key-globex-51be0d84"}

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from llm.page_actions import launch_chromium
+from relayq.llm.page_actions import launch_chromium
 from tests.conftest import ROOT, WorkerProcess
 from tests.test_gateway import ACME, KEYS, running_gateway, sim_text
 

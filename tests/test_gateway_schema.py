@@ -20,7 +20,7 @@ from schemathesis.schemas import APIOperation
 
 from relayq.embedded_redis import EmbeddedRedis
 from relayq.gateway import create_app
-from schemas.settings import Settings
+from relayq.schemas.settings import Settings
 from tests.test_gateway import ACME, API_KEYS, running_gateway
 
 # jobs submitted here stay queued on a db no worker serves (nor any other test reads)

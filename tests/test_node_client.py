@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from relayq.client import Client
+from relayq.schemas.events import parse_event
 from relayq.simulator import scripted_reply
 from relayq.transcript import transcript_of
-from schemas.events import parse_event
 from tests.conftest import ROOT
 from tests.test_gateway import KEYS, gateway
 

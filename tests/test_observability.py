@@ -10,9 +10,9 @@ import urllib.request
 
 from relayq.client import Client
 from relayq.embedded_redis import EmbeddedRedis, free_port
+from relayq.schemas.jobs import ChatJob
+from relayq.schemas.settings import Settings
 from relayq.simulator import Simulator
-from schemas.jobs import ChatJob
-from schemas.settings import Settings
 from tests.conftest import ROOT, start_worker, worker_env
 
 SECRET = "sk-ant-relayq-observability-secret-0123456789"

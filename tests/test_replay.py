@@ -32,8 +32,8 @@ from relayq.replay import (
     save_screenshots,
     write_replay,
 )
-from schemas.constants import blob_key, events_key, job_key
-from schemas.events import (
+from relayq.schemas.constants import blob_key, events_key, job_key
+from relayq.schemas.events import (
     Action,
     Done,
     Event,
@@ -45,7 +45,7 @@ from schemas.events import (
     TokenUsage,
     Usage,
 )
-from schemas.settings import Settings
+from relayq.schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"

@@ -9,8 +9,8 @@ import httpx2
 import pytest
 from livekit.agents import APIConnectionError, APIStatusError, APITimeoutError
 
-from schemas.jobs import ChatJob, ConnOptions
-from workers.retry_policy import backoff, retry_delay
+from relayq.schemas.jobs import ChatJob, ConnOptions
+from relayq.workers.retry_policy import backoff, retry_delay
 
 JOB = ChatJob(prompt="x", conn_options=ConnOptions(max_retry=3, retry_interval=1.0))
 

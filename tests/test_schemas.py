@@ -7,7 +7,7 @@ import json
 import pytest
 from livekit.agents.llm import ChatContext
 
-from schemas.events import (
+from relayq.schemas.events import (
     Cancelled,
     Done,
     Error,
@@ -23,7 +23,7 @@ from schemas.events import (
     is_terminal,
     parse_event,
 )
-from schemas.jobs import MAX_JOB_BYTES, ChatJob, parse_job
+from relayq.schemas.jobs import MAX_JOB_BYTES, ChatJob, parse_job
 
 
 def test_a_prompt_job_gets_a_generated_id_and_defaults() -> None:

@@ -406,7 +406,7 @@ async def test_images_count_as_fixed_tokens_and_cache(sdk: anthropic.AsyncAnthro
 async def browser() -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
-    from llm.page_actions import launch_chromium
+    from relayq.llm.page_actions import launch_chromium
 
     async with async_playwright() as playwright:
         chromium = await launch_chromium(playwright)
@@ -419,8 +419,8 @@ async def browser() -> AsyncIterator[Any]:
 @pytest.fixture
 async def demo(browser: Any, site: str) -> AsyncIterator[Any]:
     """A ComputerTool on a fresh 1280x720 page showing the demo sign-up page."""
-    from llm.computer_tool import ComputerTool
-    from llm.page_actions import PageActions
+    from relayq.llm.computer_tool import ComputerTool
+    from relayq.llm.page_actions import PageActions
 
     context = await browser.new_context(
         viewport={"width": WIDTH, "height": HEIGHT}, device_scale_factor=1

@@ -12,9 +12,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from relayq.client import Client
 from relayq.embedded_redis import EmbeddedRedis
+from relayq.schemas.jobs import ChatJob
+from relayq.schemas.settings import Settings
 from relayq.simulator import Simulator
-from schemas.jobs import ChatJob
-from schemas.settings import Settings
 from tests.conftest import start_worker, worker_env
 
 
@@ -66,7 +66,7 @@ async def test_the_workers_spans_continue_the_producers_trace(
 
 
 def test_without_tracing_configured_jobs_carry_no_trace_context() -> None:
-    from workers.tracing import inject
+    from relayq.workers.tracing import inject
 
     job = ChatJob(prompt="untraced")
     assert inject(job).trace_context is None

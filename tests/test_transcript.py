@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from relayq.transcript import transcript_of
-from schemas.events import (
+from relayq.schemas.events import (
     Cancelled,
     Done,
     Retry,
@@ -12,6 +11,7 @@ from schemas.events import (
     ToolCall,
     Usage,
 )
+from relayq.transcript import transcript_of
 
 
 def test_retry_voids_the_failed_attempts_text_and_tool_calls() -> None:

@@ -587,7 +587,7 @@ async def install_guard(
 
     Create the context with ``proxy=egress.proxy, accept_downloads=False,
     service_workers="block"`` and pass that ``egress`` here; without it redirect hops and DNS
-    answers are not checked. ``workers.browser_pool`` does all of this. ``policy=None``
+    answers are not checked. ``relayq.workers.browser_pool`` does all of this. ``policy=None``
     refuses everything until :meth:`Guard.apply`.
     """
     guard = Guard(context, policy, egress, on_violation)

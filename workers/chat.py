@@ -10,9 +10,9 @@ from typing import Any
 from livekit.agents import APIConnectOptions, APIError
 from livekit.agents.llm import ChatChunk, ChatContext, Tool, ToolChoice
 
-from llm import LLM
-from llm.function_schemas import tool_from_schema
-from schemas.events import (
+from relayq.llm import LLM
+from relayq.llm.function_schemas import tool_from_schema
+from relayq.schemas.events import (
     Done,
     Error,
     ErrorInfo,
@@ -25,9 +25,9 @@ from schemas.events import (
     ToolCall,
     Usage,
 )
-from schemas.jobs import ChatJob, NamedToolChoice, _JobBase
-from workers.attempts import AttemptContext, run_attempt
-from workers.retry_policy import error_info, retry_delay
+from relayq.schemas.jobs import ChatJob, NamedToolChoice, _JobBase
+from relayq.workers.attempts import AttemptContext, run_attempt
+from relayq.workers.retry_policy import error_info, retry_delay
 
 logger = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from typing import Any
 from livekit.agents import NOT_GIVEN, APIConnectOptions, APIError
 from livekit.agents.llm import ChatContext, FunctionCall, FunctionCallOutput, FunctionToolCall
 
-from llm import LLM
-from llm.computer_tool import ComputerTool
-from llm.page_actions import PageActionError, PageActions
-from llm.stream import LLMStream
-from schemas.events import (
+from relayq.llm import LLM
+from relayq.llm.computer_tool import ComputerTool
+from relayq.llm.page_actions import PageActionError, PageActions
+from relayq.llm.stream import LLMStream
+from relayq.schemas.events import (
     Action,
     Done,
     Error,
@@ -36,11 +36,11 @@ from schemas.events import (
     TokenUsage,
     Usage,
 )
-from schemas.jobs import ComputerUseJob
-from workers.attempts import AttemptContext, run_attempt
-from workers.browser_guard import NetworkPolicy, Violation
-from workers.chat import chunk_events, deadline_loop_time
-from workers.retry_policy import error_info, retry_delay
+from relayq.schemas.jobs import ComputerUseJob
+from relayq.workers.attempts import AttemptContext, run_attempt
+from relayq.workers.browser_guard import NetworkPolicy, Violation
+from relayq.workers.chat import chunk_events, deadline_loop_time
+from relayq.workers.retry_policy import error_info, retry_delay
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,16 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from schemas.events import Action, Event, Retry, Screenshot, Started, Text, Usage, is_terminal
+from relayq.schemas.events import (
+    Action,
+    Event,
+    Retry,
+    Screenshot,
+    Started,
+    Text,
+    Usage,
+    is_terminal,
+)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 

@@ -19,10 +19,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from schemas.constants import cancel_key, events_key, job_key
-from schemas.events import TERMINAL_TYPES, Event, Retry, Text, TokenUsage
-from workers import tracing
-from workers.scripts import Scripts
+from relayq.schemas.constants import cancel_key, events_key, job_key
+from relayq.schemas.events import TERMINAL_TYPES, Event, Retry, Text, TokenUsage
+from relayq.workers import tracing
+from relayq.workers.scripts import Scripts
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 from livekit.agents import APIConnectionError, APIError, APIStatusError, APITimeoutError
 
-from llm.errors import retry_after
-from schemas.events import ErrorInfo
-from schemas.jobs import _JobBase
+from relayq.llm.errors import retry_after
+from relayq.schemas.events import ErrorInfo
+from relayq.schemas.jobs import _JobBase
 
 MAX_BACKOFF_S = 60.0
 

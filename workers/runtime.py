@@ -24,7 +24,7 @@ from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from schemas.constants import (
+from relayq.schemas.constants import (
     CANCEL_CHANNEL,
     cancel_key,
     events_key,
@@ -32,12 +32,12 @@ from schemas.constants import (
     wake_channel,
     worker_key,
 )
-from schemas.events import Error, ErrorInfo
-from schemas.settings import Settings
-from workers import metrics
-from workers.browser_pool import BrowserPool
-from workers.publisher import Fenced
-from workers.scripts import Scripts
+from relayq.schemas.events import Error, ErrorInfo
+from relayq.schemas.settings import Settings
+from relayq.workers import metrics
+from relayq.workers.browser_pool import BrowserPool
+from relayq.workers.publisher import Fenced
+from relayq.workers.scripts import Scripts
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ SCRIPT_NAMES = ("enqueue", "start", "publish", "cancel", "blob", "claim")
 
 
 def script_source(name: str) -> str:
-    return files("workers").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    return files("relayq.workers").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
 
 
 class Scripts:

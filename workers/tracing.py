@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import context, propagate, trace
 
-from schemas.jobs import _JobBase
+from relayq.schemas.jobs import _JobBase
 
 tracer = trace.get_tracer("relayq")
 JobT = TypeVar("JobT", bound=_JobBase)

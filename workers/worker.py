@@ -2,7 +2,7 @@
 
 `RelayWorker` is arq's Worker with three changes: it wakes as soon as a job is enqueued (the
 enqueue script publishes on `<queue>:wake`; the poll stays as a fallback), its in-progress lease is
-short and renewed by a heartbeat (see workers.runtime), and it never uses pickle.
+short and renewed by a heartbeat (see relayq.workers.runtime), and it never uses pickle.
 """
 
 from __future__ import annotations
@@ -21,20 +21,20 @@ from arq.utils import timestamp_ms
 from arq.worker import Function, func
 from redis.exceptions import WatchError
 
-from schemas.constants import (
+from relayq.schemas.constants import (
     CHAT_FUNCTION,
     CHAT_QUEUE,
     COMPUTER_FUNCTION,
     COMPUTER_QUEUE,
     QUEUES,
 )
-from schemas.settings import Settings
-from workers.browser_pool import BrowserPool
-from workers.chat import chat
-from workers.computer import computer_use
-from workers.redis_conn import REDIS_ERRORS, arq_redis_settings, resilient_redis
-from workers.runtime import Runtime
-from workers.scripts import Scripts
+from relayq.schemas.settings import Settings
+from relayq.workers.browser_pool import BrowserPool
+from relayq.workers.chat import chat
+from relayq.workers.computer import computer_use
+from relayq.workers.redis_conn import REDIS_ERRORS, arq_redis_settings, resilient_redis
+from relayq.workers.runtime import Runtime
+from relayq.workers.scripts import Scripts
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +264,8 @@ def _graceful_stop(workers: list[RelayWorker], sig: signal.Signals) -> None:
 
 
 class WorkerSettings:
-    """For `arq workers.worker.WorkerSettings`: the chat queue with JSON, as relayq runs it."""
+    """For `arq relayq.workers.worker.WorkerSettings`: the chat queue with JSON, as relayq
+    runs it."""
 
     functions = queue_functions("chat", Settings())
     queue_name = CHAT_QUEUE
@@ -284,8 +285,8 @@ class WorkerSettings:
 
 
 class ComputerWorkerSettings:
-    """For `arq workers.worker.ComputerWorkerSettings`: browser jobs, on their own queue so that
-    their long timeouts never touch the chat queue's workers."""
+    """For `arq relayq.workers.worker.ComputerWorkerSettings`: browser jobs, on their own queue
+    so that their long timeouts never touch the chat queue's workers."""
 
     functions = queue_functions("computer", Settings())
     queue_name = COMPUTER_QUEUE

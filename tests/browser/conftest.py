@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from llm.computer_tool import ComputerTool
-from llm.page_actions import PageActions, launch_chromium
+from relayq.llm.computer_tool import ComputerTool
+from relayq.llm.page_actions import PageActions, launch_chromium
 
 PAGES = Path(__file__).parent / "pages"
 WIDTH, HEIGHT = 1280, 720

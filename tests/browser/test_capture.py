@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Page
 
-from llm.computer_tool import ComputerTool
-from llm.page_actions import PageActions
+from relayq.llm.computer_tool import ComputerTool
+from relayq.llm.page_actions import PageActions
 
 pytestmark = pytest.mark.browser
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Page
 
-from llm.computer_tool import ComputerTool
+from relayq.llm.computer_tool import ComputerTool
 
 pytestmark = pytest.mark.browser
 

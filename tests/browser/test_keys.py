@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm.keys import parse_chord, parse_key_sequence, parse_modifiers, to_playwright_key
+from relayq.llm.keys import parse_chord, parse_key_sequence, parse_modifiers, to_playwright_key
 
 
 @pytest.mark.parametrize(

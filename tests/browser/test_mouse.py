@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page
 
-from llm.computer_tool import ComputerTool
+from relayq.llm.computer_tool import ComputerTool
 
 pytestmark = pytest.mark.browser
 

@@ -7,8 +7,8 @@ import time
 import pytest
 from playwright.async_api import Page, Route
 
-from llm.computer_tool import ComputerTool
-from llm.page_actions import PageActionError, PageActions
+from relayq.llm.computer_tool import ComputerTool
+from relayq.llm.page_actions import PageActionError, PageActions
 
 pytestmark = pytest.mark.browser
 

@@ -8,9 +8,9 @@ import pytest
 from livekit.agents.llm import ToolError
 from playwright.async_api import Page
 
-from llm.computer_tool import ComputerTool, ComputerToolError
-from llm.page_actions import PageActions
-from llm.tools import ComputerUse
+from relayq.llm.computer_tool import ComputerTool, ComputerToolError
+from relayq.llm.page_actions import PageActions
+from relayq.llm.tools import ComputerUse
 
 pytestmark = pytest.mark.browser
 

@@ -8,7 +8,12 @@ import socket
 import pytest
 from pydantic import ValidationError
 
-from workers.browser_guard import NetworkPolicy, address_block_reason, check_url, parse_ip_literal
+from relayq.workers.browser_guard import (
+    NetworkPolicy,
+    address_block_reason,
+    check_url,
+    parse_ip_literal,
+)
 
 DEFAULT = NetworkPolicy()
 PRIVATE_OK = NetworkPolicy(allow_private_network=True)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from llm_replay import ReplayServer
 
-from llm import LLM
+from relayq.llm import LLM
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from anthropic.types import RawMessageStreamEvent
 from llm_replay import FIXTURES, text_of, tool_calls_of
 from pydantic import TypeAdapter
 
-from llm import StreamAccumulator, ThinkingTagFilter
+from relayq.llm import StreamAccumulator, ThinkingTagFilter
 
 EVENTS: TypeAdapter[RawMessageStreamEvent] = TypeAdapter(RawMessageStreamEvent)
 

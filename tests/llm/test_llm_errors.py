@@ -26,7 +26,7 @@ from llm_replay import (
     user_ctx,
 )
 
-from llm import LLM, LLMStream, retry_after
+from relayq.llm import LLM, LLMStream, retry_after
 
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=5.0)
 ONE_RETRY = APIConnectOptions(max_retry=1, retry_interval=0.0, timeout=5.0)

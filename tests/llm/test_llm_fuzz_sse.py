@@ -13,8 +13,8 @@ from livekit.agents import APIConnectOptions, APIError
 from livekit.agents.llm import ChatContext
 from llm_replay import ReplayServer, Reply, load_sse, sse_event
 
-from llm import LLM
-from llm.function_schemas import tool_from_schema
+from relayq.llm import LLM
+from relayq.llm.function_schemas import tool_from_schema
 
 BASES = ["text", "tool_use_split_json", "thinking_tool_use", "cache_usage"]
 

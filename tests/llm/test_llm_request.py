@@ -14,7 +14,7 @@ from livekit.agents import APIConnectOptions
 from livekit.agents.llm import ChatContext, FunctionCall, FunctionCallOutput, function_tool
 from llm_replay import ReplayServer, Reply, collect, load_sse, user_ctx
 
-from llm import LLM, THINKING_EXTRA_KEY, ComputerUse, tool_from_schema
+from relayq.llm import LLM, THINKING_EXTRA_KEY, ComputerUse, tool_from_schema
 
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=5.0)
 

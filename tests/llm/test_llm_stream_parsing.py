@@ -18,7 +18,7 @@ from llm_replay import (
     user_ctx,
 )
 
-from llm import LLM, LLMStream
+from relayq.llm import LLM, LLMStream
 
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=5.0)
 
