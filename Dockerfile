@@ -16,7 +16,7 @@ COPY llm ./llm
 COPY schemas ./schemas
 COPY workers ./workers
 COPY relayq ./relayq
-RUN pip install ".[gateway,otel,replay]"
+RUN pip install ".[all]"
 
 RUN useradd --create-home relayq
 USER relayq

@@ -1,5 +1,7 @@
 """`python -m bench [--quick] [--only pickup,ttft] [--output FILE]`: runs the benchmark suite and
-writes BENCHMARKS.md (quick runs write test-output/BENCHMARKS.quick.md unless --output says).
+writes BENCHMARKS.md and bench/results.json. Only a full run writes those two tracked files: a
+quick run writes test-output/BENCHMARKS.quick.md, a partial one (--only)
+test-output/BENCHMARKS.<names>.md, each with its raw samples beside it as .json.
 
 Every benchmark starts its own redis-server and worker processes; one simulator process serves
 them all. Everything started is stopped on the way out, whatever happens.
@@ -33,6 +35,13 @@ BENCHMARKS = (
 FULL_ONLY = ("gateway_load", "recovery")  # --quick leaves these out unless --only names them
 
 
+def default_output(*, quick: bool, only: str) -> Path:
+    if only:
+        label = only.replace(",", "+") + (".quick" if quick else "")
+        return ROOT / "test-output" / f"BENCHMARKS.{label}.md"
+    return ROOT / "test-output" / "BENCHMARKS.quick.md" if quick else ROOT / "BENCHMARKS.md"
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small samples, < 2 minutes")
@@ -48,6 +57,10 @@ async def _run(args: argparse.Namespace) -> int:
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         print(f"unknown benchmarks: {unknown}; choose from {BENCHMARKS}", file=sys.stderr)
+        return 2
+    partial = args.quick or bool(args.only)
+    if partial and args.output and args.output.resolve() == (ROOT / "BENCHMARKS.md").resolve():
+        print("BENCHMARKS.md holds full runs only; drop --output or --only", file=sys.stderr)
         return 2
     started = time.monotonic()
     load_before = load_average()
@@ -79,9 +92,7 @@ async def _run(args: argparse.Namespace) -> int:
     finally:
         sim.stop()
     total = time.monotonic() - started
-    output = args.output or (
-        ROOT / "test-output" / "BENCHMARKS.quick.md" if args.quick else ROOT / "BENCHMARKS.md"
-    )
+    output = args.output or default_output(quick=args.quick, only=args.only)
     command = "make bench" + (" QUICK=1" if args.quick else "")
     if args.only:
         command += f"  (python -m bench{' --quick' if args.quick else ''} --only {args.only})"
@@ -93,6 +104,7 @@ async def _run(args: argparse.Namespace) -> int:
         load=(load_before, load_average()),
         total_seconds=total,
         quick=args.quick,
+        partial=partial,
     )
     print(f"[bench] wrote {output} in {total:.0f} s total", flush=True)
     return 1 if failures else 0

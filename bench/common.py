@@ -292,7 +292,7 @@ def start_relayq_worker(
     args: Sequence[str] = (),
     name: str = "relayq-worker",
 ) -> Proc:
-    """`python -m relayq.cli worker --queues chat`, as tests/conftest.py starts it."""
+    """`python -m relayq worker --queues chat`, as tests/conftest.py starts it."""
     env = base_env(
         RELAYQ_REDIS_URL=redis_url,
         ANTHROPIC_BASE_URL=simulator_url,
@@ -304,7 +304,7 @@ def start_relayq_worker(
     env.update(extra_env or {})
     proc, _ = spawn(
         name,
-        [PYTHON, "-m", "relayq.cli", "worker", "--queues", "chat", *args],
+        [PYTHON, "-m", "relayq", "worker", "--queues", "chat", *args],
         env=env,
         ready="ready",
     )

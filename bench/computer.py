@@ -40,7 +40,7 @@ from relayq.static_server import serve_directory
 from relayq.workers.browser_guard import NetworkPolicy
 from relayq.workers.browser_pool import BrowserPool
 from relayq.workers.publisher import Publisher
-from relayq.workers.scripts import Scripts
+from relayq.workers.scripts import WorkerScripts
 
 TARGETS = ((940, 236), (940, 316))  # the demo page's Name and Email fields
 LOCAL = NetworkPolicy(allow_private_network=True)  # the demo page is served on loopback
@@ -62,7 +62,7 @@ async def timed(fn: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
 
 
 async def publish_step(
-    redis: Redis, scripts: Scripts, publisher: Publisher, job_id: str, step: int, image: bytes
+    redis: Redis, scripts: WorkerScripts, publisher: Publisher, job_id: str, step: int, image: bytes
 ) -> None:
     blob = await scripts.call("blob", [job_key(job_id)], ["1", image, 600, job_id])
     publisher.emit(
@@ -97,7 +97,7 @@ async def measure_steps(
     pool: BrowserPool,
     url: str,
     redis: Redis,
-    scripts: Scripts,
+    scripts: WorkerScripts,
     publisher: Publisher,
     job_id: str,
     steps: int,
@@ -164,7 +164,7 @@ async def run(ctx: BenchContext) -> Section:
     with redis_server() as server, serve_directory() as base_url:
         url = f"{base_url}/demo_signup.html"
         async with redis_client(server.url) as redis:
-            scripts = Scripts(redis)
+            scripts = WorkerScripts(redis)
             job_id = "bench_computer"
             await redis.hset(job_key(job_id), mapping={"status": "running", "attempt": "1"})  # type: ignore[misc]
             publisher = Publisher(

@@ -31,7 +31,10 @@ def write_report(
     load: tuple[str, str],
     total_seconds: float,
     quick: bool,
+    partial: bool,
 ) -> None:
+    """`partial` (a quick run or a subset): the raw samples go beside `path`, never into the
+    tracked bench/results.json."""
     lines = [
         "# relayq benchmarks",
         "",
@@ -92,5 +95,5 @@ def write_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     raw = {s.key: s.raw for s in sections}
-    raw_path = path.with_suffix(".json") if quick else Path(__file__).with_name("results.json")
+    raw_path = path.with_suffix(".json") if partial else Path(__file__).with_name("results.json")
     raw_path.write_text(json.dumps(raw, default=str))

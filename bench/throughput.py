@@ -39,8 +39,8 @@ from bench.common import (
     used_memory,
 )
 from bench.sdk_client import run_sdk_client
+from relayq.contract import script_source
 from relayq.schemas.constants import CHAT_QUEUE, JOBS_INDEX, events_key, job_key, wake_channel
-from relayq.workers.scripts import script_source
 
 TOKENS = 20
 STAGING = "bench:staging"

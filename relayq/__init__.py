@@ -2,8 +2,9 @@
 
 from typing import TYPE_CHECKING, Any
 
-from relayq.client import Client, JobNotFound, JobStatus, StreamEntry, Submitted
-from relayq.schemas.jobs import ChatJob
+from relayq.client import Client, JobStatus, StreamEntry, Submitted
+from relayq.errors import InvalidJob, JobNotFound, RedisUnavailable, RelayqError, ScreenshotGone
+from relayq.schemas.jobs import ChatJob, ComputerUseJob
 from relayq.transcript import Transcript, transcript_of
 
 if TYPE_CHECKING:
@@ -12,9 +13,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ChatJob",
     "Client",
+    "ComputerUseJob",
+    "InvalidJob",
     "JobNotFound",
     "JobStatus",
     "QueuedLLM",
+    "RedisUnavailable",
+    "RelayqError",
+    "ScreenshotGone",
     "StreamEntry",
     "Submitted",
     "Transcript",

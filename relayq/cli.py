@@ -11,8 +11,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from relayq.client import Client, JobNotFound
+from relayq.client import Client
 from relayq.embedded_redis import shared_redis_url, stop_shared_redis
+from relayq.errors import JobNotFound
 from relayq.schemas.jobs import ChatJob, _JobBase, parse_job
 from relayq.schemas.settings import Settings
 from relayq.watch import watch_json, watch_live
@@ -128,7 +129,7 @@ def redis_url(settings: Settings) -> str:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from relayq.workers.tracing import configure_from_env
+    from relayq.tracing import configure_from_env
     from relayq.workers.worker import run_workers
 
     configure_from_env("relayq-worker")
@@ -295,7 +296,7 @@ def _gateway(args: argparse.Namespace) -> int:
             f"relayq gateway: {e}; install it with: pip install 'relayq[gateway]'", file=sys.stderr
         )
         return 2
-    from relayq.workers.tracing import configure_from_env
+    from relayq.tracing import configure_from_env
 
     configure_from_env("relayq-gateway")
     settings = Settings()

@@ -8,22 +8,27 @@
 `events()` reads the job's stream from any stream id (`after="0"`: from the start) and ends
 after the terminal event, so a subscriber that lost its connection resumes from the last id it
 saw with no gap and no duplicate.
+
+Everything it raises is a `relayq.errors.RelayqError`; Redis errors are translated where they
+enter, after the connection's own retries (`relayq.connection`) have run out.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from relayq import tracing
+from relayq.connection import REDIS_ERRORS, connect
+from relayq.contract import Scripts
+from relayq.errors import InvalidJob, JobNotFound, RedisUnavailable, ScreenshotGone
 from relayq.schemas.constants import (
     CANCEL_CHANNEL,
     EVENT_FIELD,
@@ -37,9 +42,6 @@ from relayq.schemas.constants import (
 from relayq.schemas.events import Event, TokenUsage, is_terminal, parse_event
 from relayq.schemas.jobs import ChatJob, _JobBase
 from relayq.schemas.settings import Settings
-from relayq.workers import tracing
-from relayq.workers.redis_conn import resilient_redis
-from relayq.workers.scripts import Scripts
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +52,12 @@ _QUEUE_OF_KIND = {"chat": "chat", "computer_use": "computer"}
 CancelOutcome = Literal["unknown", "finished", "cancelled", "signalled"]
 
 
-class JobNotFound(LookupError):
-    """No job with this id exists (never submitted, or its keys expired)."""
+@contextlib.contextmanager
+def _redis_errors_translated() -> Iterator[None]:
+    try:
+        yield
+    except REDIS_ERRORS as e:
+        raise RedisUnavailable(f"Redis did not answer: {e}") from e
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ class Client:
         if redis is None and url is None:
             raise ValueError("give a redis_url (or set RELAYQ_REDIS_URL)")
         self._owns_redis = redis is None
-        self._redis: Redis = redis if redis is not None else resilient_redis(str(url))
+        self._redis: Redis = redis if redis is not None else connect(str(url))
         self._scripts = Scripts(self._redis)
 
     @property
@@ -120,8 +126,9 @@ class Client:
         """Enqueues `job` unless a job with its id exists; then returns the existing one."""
         kind = str(getattr(job, "kind", "chat"))
         queue = QUEUES[_QUEUE_OF_KIND[kind]]
-        with tracing.tracer.start_as_current_span(
-            "relayq.enqueue", attributes={"relayq.job_id": job.id, "relayq.kind": kind}
+        with (
+            tracing.span("relayq.enqueue", {"relayq.job_id": job.id, "relayq.kind": kind}),
+            _redis_errors_translated(),
         ):
             return await self._enqueue(tracing.inject(job), kind, queue, tenant)
 
@@ -147,29 +154,21 @@ class Client:
     ) -> AsyncIterator[StreamEntry]:
         """Yields the job's events after stream id `after`, ending after the terminal event.
 
-        Raises JobNotFound if the job does not exist. Survives Redis connection drops by
-        resuming from the last id it yielded.
+        Raises JobNotFound if the job does not exist. A dropped connection is re-established
+        and the read resumes from the last id yielded (the connection's retries); after those
+        run out, RedisUnavailable: call again with the last id you saw.
         """
         key = events_key(job_id)
-        if not await self._redis.exists(key, job_key(job_id)):
-            raise JobNotFound(job_id)
+        with _redis_errors_translated():
+            if not await self._redis.exists(key, job_key(job_id)):
+                raise JobNotFound(job_id)
         last = after
-        failures = 0
         while True:
-            try:
+            with _redis_errors_translated():
                 reply = await self._redis.xread({key: last}, count=500, block=block_ms)
-                failures = 0
-            except (RedisConnectionError, RedisTimeoutError):
-                failures += 1
-                if failures > 20:
-                    raise
-                await asyncio.sleep(min(0.05 * 2**failures, 2.0))
-                continue
-            if not reply:
-                if not await self._redis.exists(key, job_key(job_id)):
+                if not reply and not await self._redis.exists(key, job_key(job_id)):
                     return
-                continue
-            for stream_id, fields in reply[0][1]:
+            for stream_id, fields in reply[0][1] if reply else ():
                 last = stream_id.decode()
                 try:
                     event = parse_event(fields[EVENT_FIELD.encode()])
@@ -182,6 +181,10 @@ class Client:
 
     async def cancel(self, job_id: str, reason: str = "cancelled by a client") -> CancelOutcome:
         """Cancels a queued or running job. Unknown or finished jobs: a no-op."""
+        with _redis_errors_translated():
+            return await self._cancel(job_id, reason)
+
+    async def _cancel(self, job_id: str, reason: str) -> CancelOutcome:
         raw: bytes | None = await self._redis.hget(job_key(job_id), "queue")  # type: ignore[misc]
         queue = raw.decode() if raw else QUEUES["chat"]
         outcome: bytes = await self._scripts.call(
@@ -199,14 +202,16 @@ class Client:
         return outcome.decode()  # type: ignore[return-value]
 
     async def screenshot(self, job_id: str, blob: int) -> bytes:
-        """The image bytes a `screenshot` event refers to. Raises LookupError once expired."""
-        data: bytes | None = await self._redis.get(blob_key(job_id, blob))
+        """The image bytes a `screenshot` event refers to. Raises ScreenshotGone once expired."""
+        with _redis_errors_translated():
+            data: bytes | None = await self._redis.get(blob_key(job_id, blob))
         if data is None:
-            raise LookupError(f"screenshot {blob} of job {job_id} is gone (expired or unknown)")
+            raise ScreenshotGone(f"screenshot {blob} of job {job_id} is gone (expired or unknown)")
         return data
 
     async def status(self, job_id: str) -> JobStatus:
-        fields: dict[bytes, bytes] = await self._redis.hgetall(job_key(job_id))  # type: ignore[misc]
+        with _redis_errors_translated():
+            fields: dict[bytes, bytes] = await self._redis.hgetall(job_key(job_id))  # type: ignore[misc]
         if not fields:
             raise JobNotFound(job_id)
         return job_status_from_hash(job_id, {k.decode(): v.decode() for k, v in fields.items()})
@@ -214,7 +219,8 @@ class Client:
     async def recent(self, *, limit: int = 50, before_ms: int | None = None) -> list[JobStatus]:
         """Most recent jobs first; page with `before_ms` = the last one's created_ms."""
         top = f"({before_ms}" if before_ms is not None else "+inf"
-        ids = await self._redis.zrevrangebyscore(JOBS_INDEX, top, "-inf", start=0, num=limit)
+        with _redis_errors_translated():
+            ids = await self._redis.zrevrangebyscore(JOBS_INDEX, top, "-inf", start=0, num=limit)
         statuses: list[JobStatus] = []
         for raw in ids:
             with contextlib.suppress(JobNotFound):
@@ -222,7 +228,11 @@ class Client:
         return statuses
 
     async def submit_chat(self, prompt: str, **fields: object) -> Submitted:
-        return await self.submit(ChatJob.model_validate({"prompt": prompt, **fields}))
+        try:
+            job = ChatJob.model_validate({"prompt": prompt, **fields})
+        except ValidationError as e:
+            raise InvalidJob(str(e)) from e
+        return await self.submit(job)
 
 
 def job_status_from_hash(job_id: str, f: dict[str, str]) -> JobStatus:

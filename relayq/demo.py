@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import subprocess
@@ -22,7 +23,6 @@ from rich.console import Console
 
 from relayq.client import Client
 from relayq.embedded_redis import EmbeddedRedis
-from relayq.replay import write_replay
 from relayq.schemas.jobs import ChatJob, ComputerUseJob, ConnOptions
 from relayq.schemas.settings import Settings
 from relayq.static_server import serve_directory
@@ -30,6 +30,11 @@ from relayq.watch import watch_live
 from relayq.workers.runtime import SIMULATOR_API_KEY
 
 REPLAY_PATH = Path("relayq-demo-replay.html")
+
+
+def browser_installed() -> bool:
+    """Computer use needs the `browser` extra (Playwright); the chat part runs without it."""
+    return importlib.util.find_spec("playwright") is not None
 
 
 def run_demo(*, prompt: str) -> int:
@@ -55,7 +60,8 @@ def run_demo(*, prompt: str) -> int:
         env = {**os.environ, "RELAYQ_REDIS_URL": redis.url, "ANTHROPIC_API_KEY": api_key}
         if base_url:
             env["ANTHROPIC_BASE_URL"] = base_url
-        with _worker(env, console):
+        queues = "chat,computer" if browser_installed() else "chat"
+        with _worker(env, queues, console):
             return asyncio.run(
                 _jobs(redis.url, prompt, site, simulated=not use_real_api, console=console)
             )
@@ -79,6 +85,13 @@ async def _jobs(
             code = await watch_live(client, flaky.id, "0", console)
         if code != 0:
             return code
+        if not browser_installed():
+            console.print(
+                "computer use skipped: Playwright is not installed (pip install 'relayq[browser]')"
+            )
+            return 0
+        from relayq.replay import write_replay
+
         computer = ComputerUseJob(
             task=("[[sim:plan=signup]] " if simulated else "")
             + "Create an account for Ada Lovelace (ada@example.com) and accept the terms.",
@@ -106,9 +119,9 @@ def _api(real: bool) -> Iterator[tuple[str | None, str]]:
 
 
 @contextlib.contextmanager
-def _worker(env: dict[str, str], console: Console) -> Iterator[None]:
+def _worker(env: dict[str, str], queues: str, console: Console) -> Iterator[None]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "relayq.cli", "worker", "--queues", "chat,computer"],
+        [sys.executable, "-m", "relayq", "worker", "--queues", queues],
         env={**env, "RELAYQ_LOG_LEVEL": "WARNING"},
         stdout=subprocess.PIPE,
         text=True,

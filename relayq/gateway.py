@@ -59,6 +59,7 @@ from redis.backoff import ExponentialBackoff
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relayq.client import Client, job_status_from_hash
+from relayq.connection import REDIS_ERRORS
 from relayq.gateway_auth import ApiKeys
 from relayq.gateway_hub import Entry, StreamHub
 from relayq.gateway_pricing import Price, estimate_cost, price_of, price_table
@@ -66,7 +67,6 @@ from relayq.schemas.constants import JOBS_INDEX, job_key
 from relayq.schemas.events import TokenUsage
 from relayq.schemas.jobs import ChatJob, ComputerUseJob, _JobBase
 from relayq.schemas.settings import Settings
-from relayq.workers.redis_conn import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 

@@ -39,9 +39,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from relayq.connection import REDIS_ERRORS
 from relayq.schemas.constants import EVENT_FIELD, events_key, job_key
 from relayq.schemas.events import TERMINAL_TYPES
-from relayq.workers.redis_conn import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import JsonValue, ValidationError
 
-from relayq.client import Client, JobNotFound
+from relayq.client import Client
+from relayq.errors import JobNotFound
 from relayq.schemas.constants import EVENT_FIELD, events_key, job_key
 from relayq.schemas.events import (
     TERMINAL_TYPES,

@@ -1,28 +1,56 @@
-"""Configuration: one pydantic-settings model, read from the environment."""
+"""Configuration: one model, read from the environment.
+
+Every field `name` comes from `RELAYQ_<NAME>` (the Anthropic ones from the SDK's own
+`ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL`); keyword arguments win over the environment.
+Values are validated like any input; dict fields are JSON.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import typing
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from relayq.schemas.jobs import MAX_JOB_BYTES
 
+ENV_PREFIX = "RELAYQ_"
+ENV_NAMES = {"anthropic_api_key": "ANTHROPIC_API_KEY", "anthropic_base_url": "ANTHROPIC_BASE_URL"}
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RELAYQ_", extra="ignore", frozen=True)
+
+def env_name(field: str) -> str:
+    return ENV_NAMES.get(field, ENV_PREFIX + field.upper())
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_fills_the_gaps(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        from_env: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            raw = os.environ.get(env_name(name))
+            if name in data or raw is None:
+                continue
+            is_json = typing.get_origin(field.annotation) in (dict, list)
+            try:
+                from_env[name] = json.loads(raw) if is_json else raw
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{env_name(name)} is not valid JSON: {e}") from e
+        return {**from_env, **data}
 
     redis_url: str | None = Field(
         default=None,
         description="Redis to use. Unset: the CLI starts an embedded redis-server.",
     )
-    anthropic_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY")
-    )
-    anthropic_base_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL")
-    )
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
     stream_ttl_s: int = Field(
         default=3600, ge=1, description="Seconds a job's keys live after its terminal event."
     )

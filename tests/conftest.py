@@ -82,7 +82,7 @@ def worker_env(redis_url: str, simulator: Simulator, **extra: str) -> dict[str, 
 
 def start_worker(env: dict[str, str], *args: str) -> WorkerProcess:
     process = subprocess.Popen(
-        [sys.executable, "-m", "relayq.cli", "worker", *args],
+        [sys.executable, "-m", "relayq", "worker", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=None,

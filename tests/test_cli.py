@@ -19,7 +19,7 @@ def relayq_command() -> list[str]:
     if installed.exists():
         return [str(installed)]
     found = shutil.which("relayq")
-    return [found] if found else [sys.executable, "-m", "relayq.cli"]
+    return [found] if found else [sys.executable, "-m", "relayq"]
 
 
 @pytest.fixture

@@ -140,11 +140,11 @@ async def test_a_presumed_dead_attempt_cannot_publish_into_a_job_it_lost(
     own_client: Client,
 ) -> None:
     from relayq.workers.publisher import Fenced, Publisher
-    from relayq.workers.scripts import Scripts
+    from relayq.workers.scripts import WorkerScripts
 
     job = ChatJob(prompt="fenced")
     await own_client.submit(job)
-    scripts = Scripts(own_client.redis)
+    scripts = WorkerScripts(own_client.redis)
     await own_client.redis.hset(job_key(job.id), mapping={"attempt": "2", "status": "running"})
     stale = Publisher(own_client.redis, scripts, job_id=job.id, attempt=1, maxlen=1000, ttl_s=60)
 
@@ -202,14 +202,14 @@ async def test_jobs_survive_a_redis_restart(
 async def test_a_retried_publish_whose_reply_was_lost_writes_nothing_twice(
     own_client: Client,
 ) -> None:
-    from relayq.workers.scripts import Scripts
+    from relayq.workers.scripts import WorkerScripts
 
     job = ChatJob(prompt="idempotent writes")
     await own_client.submit(job)
     await own_client.redis.hset(job_key(job.id), mapping={"attempt": "1", "status": "running"})
     keys = [job_key(job.id), events_key(job.id), f"relayq:{{{job.id}}}:cancel"]
     text = Text(job_id=job.id, attempt=1, text="once").model_dump_json()
-    scripts = Scripts(own_client.redis)
+    scripts = WorkerScripts(own_client.redis)
 
     first = await scripts.call("publish", keys, ["1", 1000, "", 60, "", 1, text])
     again = await scripts.call("publish", keys, ["1", 1000, "", 60, "", 1, text])

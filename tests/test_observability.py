@@ -56,7 +56,7 @@ async def test_logs_are_json_lines_with_job_context_and_never_show_the_api_key(
         env = worker_env(redis.url, simulator, ANTHROPIC_API_KEY=SECRET, RELAYQ_LOG_LEVEL="DEBUG")
         process = await asyncio.to_thread(
             subprocess.Popen,
-            [sys.executable, "-m", "relayq.cli", "worker", "--queues", "chat"],
+            [sys.executable, "-m", "relayq", "worker", "--queues", "chat"],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -88,7 +88,7 @@ async def test_status_and_jobs_commands_show_workers_and_recent_jobs(
 
     status = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "relayq.cli", "status", "--json"],
+        [sys.executable, "-m", "relayq", "status", "--json"],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -98,7 +98,7 @@ async def test_status_and_jobs_commands_show_workers_and_recent_jobs(
     )
     jobs = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "relayq.cli", "jobs", "--json", "--limit", "50"],
+        [sys.executable, "-m", "relayq", "jobs", "--json", "--limit", "50"],
         env=env,
         cwd=ROOT,
         capture_output=True,

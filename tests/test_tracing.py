@@ -66,7 +66,7 @@ async def test_the_workers_spans_continue_the_producers_trace(
 
 
 def test_without_tracing_configured_jobs_carry_no_trace_context() -> None:
-    from relayq.workers.tracing import inject
+    from relayq.tracing import inject
 
     job = ChatJob(prompt="untraced")
     assert inject(job).trace_context is None

@@ -19,14 +19,14 @@ from typing import Any, TypeVar
 from arq import Retry as ArqRetry
 from opentelemetry import context as otel_context
 
+from relayq import tracing
+from relayq.connection import REDIS_ERRORS
 from relayq.schemas.constants import cancel_key, events_key, job_key
 from relayq.schemas.events import Cancelled, Error, ErrorInfo, Retry, Started
 from relayq.schemas.jobs import _JobBase, parse_job
-from relayq.workers import tracing
 from relayq.workers.logs import job_context
 from relayq.workers.metrics import AttemptMetrics
 from relayq.workers.publisher import Fenced, Publisher
-from relayq.workers.redis_conn import REDIS_ERRORS
 from relayq.workers.runtime import Runtime
 
 logger = logging.getLogger(__name__)

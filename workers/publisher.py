@@ -19,10 +19,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from relayq import tracing
 from relayq.schemas.constants import cancel_key, events_key, job_key
 from relayq.schemas.events import TERMINAL_TYPES, Event, Retry, Text, TokenUsage
-from relayq.workers import tracing
-from relayq.workers.scripts import Scripts
+from relayq.workers.scripts import WorkerScripts
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Publisher:
     def __init__(
         self,
         redis: Redis,
-        scripts: Scripts,
+        scripts: WorkerScripts,
         *,
         job_id: str,
         attempt: int,

@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 import httpx2
@@ -35,9 +35,11 @@ from relayq.schemas.constants import (
 from relayq.schemas.events import Error, ErrorInfo
 from relayq.schemas.settings import Settings
 from relayq.workers import metrics
-from relayq.workers.browser_pool import BrowserPool
 from relayq.workers.publisher import Fenced
-from relayq.workers.scripts import Scripts
+from relayq.workers.scripts import WorkerScripts
+
+if TYPE_CHECKING:  # chat-only workers run without Playwright (the `browser` extra)
+    from relayq.workers.browser_pool import BrowserPool
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class Runtime:
     redis: Redis
     settings: Settings
     worker_id: str
-    scripts: Scripts
+    scripts: WorkerScripts
     anthropic_client: anthropic.AsyncAnthropic
     running: dict[str, RunningJob] = field(default_factory=dict)
     browser_pool: BrowserPool | None = None
@@ -73,7 +75,7 @@ class Runtime:
             redis=redis,
             settings=settings,
             worker_id=f"{socket.gethostname()}:{os.getpid()}:{int(time.time() * 1000) % 100000}",
-            scripts=Scripts(redis),
+            scripts=WorkerScripts(redis),
             anthropic_client=anthropic_client(settings),
         )
         runtime._wake_events = {wake_channel(q): asyncio.Event() for q in queues}

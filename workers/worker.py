@@ -21,20 +21,17 @@ from arq.utils import timestamp_ms
 from arq.worker import Function, func
 from redis.exceptions import WatchError
 
+from relayq.connection import REDIS_ERRORS, connect, retry_policy
 from relayq.schemas.constants import (
     CHAT_FUNCTION,
     CHAT_QUEUE,
     COMPUTER_FUNCTION,
-    COMPUTER_QUEUE,
     QUEUES,
 )
 from relayq.schemas.settings import Settings
-from relayq.workers.browser_pool import BrowserPool
 from relayq.workers.chat import chat
-from relayq.workers.computer import computer_use
-from relayq.workers.redis_conn import REDIS_ERRORS, arq_redis_settings, resilient_redis
 from relayq.workers.runtime import Runtime
-from relayq.workers.scripts import Scripts
+from relayq.workers.scripts import WorkerScripts
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +41,14 @@ POLL_DELAY_S = 1.0
 
 # relayq decides retries itself (workers.retry_policy); arq's own cap must never fire first.
 UNLIMITED_TRIES = 1_000_000
+
+
+def arq_redis_settings(url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(url)
+    settings.retry = retry_policy()
+    settings.retry_on_error = list(REDIS_ERRORS)
+    settings.conn_retries = 30
+    return settings
 
 
 def json_serializer(data: dict[str, Any]) -> bytes:
@@ -68,6 +73,9 @@ def queue_functions(queue: str, settings: Settings) -> list[Function]:
                 )
             ]
         case "computer":
+            # Playwright (the `browser` extra) loads only in workers that serve this queue
+            from relayq.workers.computer import computer_use
+
             return [
                 func(
                     computer_use,
@@ -82,7 +90,7 @@ def queue_functions(queue: str, settings: Settings) -> list[Function]:
 
 
 class RelayWorker(Worker):
-    _scripts: Scripts
+    _scripts: WorkerScripts
 
     def __init__(self, *args: Any, wake: asyncio.Event, lease_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -99,7 +107,7 @@ class RelayWorker(Worker):
                 default_queue_name=self.queue_name,
                 expires_extra_ms=self.expires_extra_ms,
             )
-        self._scripts = Scripts(self.pool)
+        self._scripts = WorkerScripts(self.pool)
         logger.info("worker for queue %s started", self.queue_name)
         self.ctx["redis"] = self.pool
         if self.on_startup:
@@ -219,11 +227,13 @@ async def run_workers(
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Runs one worker per queue until SIGTERM/SIGINT (or, with `burst`, until they are empty)."""
-    redis = resilient_redis(redis_url)
+    redis = connect(redis_url)
     for q in queues:
         queue_functions(q, settings)  # an unknown queue name fails here, before anything starts
     runtime = await Runtime.start(redis, settings, queues=[QUEUES[q] for q in queues])
     if "computer" in queues:
+        from relayq.workers.browser_pool import BrowserPool
+
         runtime.browser_pool = BrowserPool(size=settings.browser_pool_size)
         await runtime.browser_pool.start()
     workers = [
@@ -278,31 +288,6 @@ class WorkerSettings:
     @staticmethod
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["relayq"] = await Runtime.start(ctx["redis"], Settings(), queues=[CHAT_QUEUE])
-
-    @staticmethod
-    async def on_shutdown(ctx: dict[str, Any]) -> None:
-        await ctx["relayq"].aclose()
-
-
-class ComputerWorkerSettings:
-    """For `arq relayq.workers.worker.ComputerWorkerSettings`: browser jobs, on their own queue
-    so that their long timeouts never touch the chat queue's workers."""
-
-    functions = queue_functions("computer", Settings())
-    queue_name = COMPUTER_QUEUE
-    job_serializer = staticmethod(json_serializer)
-    job_deserializer = staticmethod(json_deserializer)
-    keep_result = 0
-    allow_abort_jobs = False
-    max_jobs = Settings().computer_max_jobs
-    redis_settings = RedisSettings.from_dsn(Settings().redis_url or "redis://localhost:6379")
-
-    @staticmethod
-    async def on_startup(ctx: dict[str, Any]) -> None:
-        runtime = await Runtime.start(ctx["redis"], Settings(), queues=[COMPUTER_QUEUE])
-        runtime.browser_pool = BrowserPool(size=Settings().browser_pool_size)
-        await runtime.browser_pool.start()
-        ctx["relayq"] = runtime
 
     @staticmethod
     async def on_shutdown(ctx: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 // relayq from Node.js: a producer and a subscriber with nothing but the `redis` package and the
 // built-in fetch. Two ways in, two ways out, all described in CONTRACT.md:
 //
-//   enqueue: EVALSHA of workers/lua/enqueue.lua (RedisProducer) or POST /v1/jobs (GatewayClient)
+//   enqueue: EVALSHA of relayq/contract/enqueue.lua (RedisProducer) or POST /v1/jobs (GatewayClient)
 //   events:  XREAD BLOCK on the job's stream (xreadEvents) or the gateway's SSE (GatewayClient)
 //
 // A job's output is the output of the attempt that reaches the terminal event: `transcript()`
@@ -25,7 +25,7 @@ export class RedisProducer {
   /**
    * @param {import("redis").RedisClientType} redis a connected client
    * @param {{enqueueLua: string, maxlen?: number, arqTtlMs?: number}} options
-   *   enqueueLua: the path of enqueue.lua (shipped with relayq: workers/lua/enqueue.lua)
+   *   enqueueLua: the path of enqueue.lua (shipped with relayq: relayq/contract/enqueue.lua)
    */
   constructor(redis, { enqueueLua, maxlen = 100000, arqTtlMs = 24 * 3600 * 1000 }) {
     this.redis = redis;

@@ -1,6 +1,6 @@
 // End to end from Node.js against a running relayq (Redis, worker, gateway):
 //   REDIS_URL=redis://... GATEWAY_URL=http://... API_KEY=... TENANT=... \
-//   ENQUEUE_LUA=../../workers/lua/enqueue.lua PROMPT_PREFIX="" node test.mjs
+//   ENQUEUE_LUA=../../relayq/contract/enqueue.lua PROMPT_PREFIX="" node test.mjs
 // Enqueues one job through Lua and one through HTTP, reads each through XREAD and through SSE,
 // asserts both readings agree, and prints what it saw as one JSON line for the caller to compare.
 

@@ -1,0 +1,43 @@
+"""Redis connections, and the one layer that retries Redis commands.
+
+Every Redis client of relayq (producer, worker, gateway) comes from `connect()`: redis-py's own
+`Retry`, with equal-jitter exponential backoff, re-runs a command whose connection dropped or
+timed out, for up to `RETRY_BUDGET_S` in all. Above that layer nobody loops: code either lets the
+error through (translated where it enters, e.g. `relayq.errors.RedisUnavailable`) or, in the
+worker, treats it as the end of the attempt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import EqualJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
+
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 2.0
+RETRIES = 12
+RETRY_BUDGET_S = sum(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**i) for i in range(RETRIES))
+"""The longest a command waits out an outage (about 17 s) before its caller sees the error."""
+
+
+def retry_policy() -> Retry:
+    return Retry(EqualJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), retries=RETRIES)
+
+
+def connect(url: str, **options: Any) -> Redis:
+    """A client for `url` that rides out a restart or a dropped connection."""
+    client: Redis = Redis.from_url(
+        url,
+        retry=retry_policy(),
+        retry_on_error=list(REDIS_ERRORS),
+        socket_keepalive=True,
+        health_check_interval=15,
+        **options,
+    )
+    return client
