@@ -1,0 +1,207 @@
+"""An Anthropic-compatible Messages API simulator for tests, demos and benchmarks.
+
+The simulator is a real HTTP server (Starlette on uvicorn) that speaks enough of the Anthropic
+Messages API for the official ``anthropic`` SDK to talk to it unchanged::
+
+    async with Simulator() as sim:
+        client = anthropic.AsyncAnthropic(base_url=sim.base_url, api_key="sk-test", max_retries=0)
+        message = await client.messages.create(model="claude-sim", max_tokens=256,
+                                               messages=[{"role": "user", "content": "Hello"}])
+
+It is deterministic: the same request body always gets the same reply. Run it on its own with
+``python -m relayq.simulator --port 8765`` (see ``--help``).
+
+Endpoints
+---------
+``POST /v1/messages`` (also ``?beta=true``)
+    Streaming (``"stream": true``, Server-Sent Events) and non-streaming replies, in the wire
+    format of the real API: ``message_start`` -> ``content_block_start`` -> ``ping`` -> deltas ->
+    ``content_block_stop`` (per block) -> ``message_delta`` -> ``message_stop``. The ``ping`` sits
+    after the first ``content_block_start``, where the recorded API transcripts have it. Every
+    response carries a ``request-id`` header; errors use the API's JSON shape
+    ``{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}``.
+``POST /v1/messages/count_tokens``
+    ``{"input_tokens": N}`` computed the same way as ``usage.input_tokens``.
+``GET /_sim/stats`` / ``POST /_sim/reset``
+    Counters (requests, outcomes, injected faults, cache hits); reset clears counters, the
+    per-request fault state and the prompt cache.
+
+Authentication: ``x-api-key`` (or ``Authorization: Bearer``) is required. A simulator built with
+``api_key=`` accepts only that key; otherwise any non-empty key is accepted.
+
+Replies
+-------
+* Text: ``scripted_reply(body)`` is the single source of truth for the text of a reply. It starts
+  ``"Simulated reply to: <first 12 words of the last user message>."`` and is padded with
+  deterministic filler words to 24 tokens (``tokens=N`` changes that). One token is one word plus
+  its trailing space, streamed as one ``text_delta``. ``max_tokens`` truncates the text and the
+  reply then stops with ``stop_reason: "max_tokens"``.
+* Tool use: when the request has custom tools (no ``type``, or ``type: "custom"``), ``tool_choice``
+  is not ``none`` and the last user turn holds no ``tool_result``, the reply is a short text
+  (``"Simulated reply to: ... Calling NAME."``; omitted when ``tool_choice`` forces a tool, as the
+  API does) and one ``tool_use`` block for the tool named by ``tool_choice`` or else the first
+  custom tool. Its input is generated from the tool's ``input_schema`` and streamed as
+  ``input_json_delta`` pieces cut at awkward places (mid-key, mid-string). ``stop_reason`` is
+  ``tool_use``.
+* Tool results: when the last user turn holds ``tool_result`` blocks the reply text is
+  ``"The tool said: <first 20 words of the results>."`` (``"The tool reported an error: ..."`` when
+  ``is_error``) plus filler, with ``stop_reason: "end_turn"``.
+* Extended thinking: with ``thinking`` ``{"type": "enabled", ...}`` or ``{"type": "adaptive"}`` the
+  reply starts with a ``thinking`` block (``thinking_delta`` pieces, then one ``signature_delta``).
+* Computer use: see the section below.
+* Usage: ``input_tokens`` is about a quarter of the JSON size of tools + system + messages, except
+  that every ``image`` block (also inside a ``tool_result``) counts as ``IMAGE_TOKENS`` (1200),
+  about what the API charges for a 1280x720 screenshot, whatever its base64 length.
+  Prompt caching: the prefix up to each ``cache_control`` breakpoint is remembered per simulator;
+  the first time it is seen it is reported as ``cache_creation_input_tokens``, later as
+  ``cache_read_input_tokens`` (the longest remembered prefix wins, so moving the breakpoint forward
+  each turn reads the old prefix and writes the new one). There is no minimum cacheable length.
+
+Computer use
+------------
+A request whose ``tools`` hold a computer tool (``type`` starting with ``computer_``, e.g.
+``computer_20251124`` with the ``computer-use-2025-11-24`` beta) is answered from a deterministic
+*plan*: a list of ``computer`` tool inputs. ``[[sim:plan=NAME]]`` in the task (the first user
+message) or the system prompt picks it; without one the plan is ``look``. The *step* of a request
+is the number of assistant turns in its conversation that called the ``computer`` tool
+(``computer_step(body)``); nothing else of the conversation matters (screenshots may be replaced
+by text placeholders, as context-trimming loops do), so a retry gets the same turn.
+
+* Step K < len(plan): a text block ``"Step K+1 of N: <caption>."`` and one ``tool_use`` block
+  (``id`` ``"toolu_sim_<K+1>"``, ``name`` ``"computer"``, ``input`` the plan's K-th entry,
+  streamed as ``input_json_delta`` pieces), ``stop_reason: "tool_use"``.
+* Step K >= len(plan): ``"Task complete: <plan description>."``, ``stop_reason: "end_turn"``.
+* If the last user turn's last ``tool_result`` has ``is_error``, the text starts
+  ``"The last action failed: <first 8 words of its text>."``; the plan goes on regardless.
+* A request with no tools (or ``tool_choice`` ``none``) after computer turns - the summary request
+  of a loop whose step budget ran out - gets one text block starting ``"Summary:"`` (how many of
+  the plan's actions ran, how many tool_results were errors), ``stop_reason: "end_turn"``.
+* A computer tool takes precedence over custom tools; ``tool_choice`` other than ``none`` is
+  ignored. ``max_tokens``, ``thinking``, ``badjson`` and ``rate`` behave as for other replies.
+
+====================  =========================================================================
+``look``              screenshot
+``signup``            fills ``relayq/static/demo_signup.html`` (1280x720, scale 1):
+                      left_click Name (940, 236); type "Ada Lovelace"; left_click Email
+                      (940, 316); type "ada@example.com"; left_click the terms checkbox
+                      (750, 456); left_click Create account (940, 518); screenshot
+``loop``              left_click Create account (940, 518), forever (``ENDLESS_PLANS``)
+``bad``               left_click (5000, 5000) (off-screen); action "teleport" (unknown);
+                      screenshot - the first two make the tool answer ``is_error``
+``scroll``            scroll down 5 at (640, 360); screenshot
+``navigate_blocked``  left_click the "Terms of service" link (871, 616), which leads off-site to
+                      https://terms.acme-cloud.example/ (for allow-list tests); screenshot
+====================  =========================================================================
+
+``COMPUTER_PLANS`` maps names to the inputs, ``DEMO_SIGNUP_TARGETS`` names the demo page's control
+centres, ``computer_plan(body)`` is a request's plan and ``scripted_computer_turn(body)`` the
+assistant turn it gets (``content`` blocks as the non-streaming API returns them, and
+``stop_reason``): pure functions, for tests to compare against.
+
+Directives in computer mode: the system prompt's apply to every turn; the task's ``plan``,
+``rate``, ``chaos`` and ``badjson`` apply to every turn, its fault groups (``fail``,
+``midstream``, ``drop``, ``stall``) to the first turn only; a later user turn's apply to that
+turn. ``tokens`` has no effect (the texts are fixed). ``step=K`` in a fault group confines it
+to the request for step K (0-based), wherever it is written:
+``[[sim:plan=signup]] [[sim:fail=529 step=2]]`` answers 529 to the first attempt of the third
+model turn.
+
+Directives
+----------
+A test scripts one request's behaviour through its prompt. Write ``[[sim:KEY=VALUE KEY=VALUE]]``
+anywhere in the last user message's text (or in the system prompt); directives are removed before
+the reply is computed, so they never show up in it. Keys:
+
+=====================  ==========================================================================
+``fail=STATUS``        answer HTTP STATUS with the API's error body: 400 invalid_request_error,
+                       401 authentication_error, 402 billing_error, 403 permission_error,
+                       404 not_found_error, 408/504 timeout_error, 413 request_too_large,
+                       429 rate_limit_error (with ``retry-after``), 500/503 api_error,
+                       529 overloaded_error.
+``retry_after=S``      seconds for the 429 ``retry-after`` header (default 1).
+``midstream=TYPE``     stream ``after`` deltas, then an SSE ``event: error`` with
+                       ``{"type": "error", "error": {"type": TYPE, ...}}`` and end the response
+                       (TYPE e.g. ``overloaded_error``, ``api_error``). A non-streaming request
+                       gets the matching HTTP status instead (529, 500, 429, ...).
+``stall=SECONDS``      stop sending for SECONDS at the ``after`` point (connection kept open),
+                       then continue normally.
+``drop=1``             stream ``after`` deltas, then close the TCP connection abruptly
+                       (no ``message_stop``, no end of the chunked body).
+``times=N``            the fault of this directive group happens on the first N attempts of the
+                       request (default 1), see below.
+``after=K``            where a stall/drop/midstream fault strikes: ``-1`` = before the response
+                       headers are sent; ``0`` = right after ``message_start``; ``K`` = after the
+                       K-th content delta (text, thinking or tool-input piece). Defaults: 3 for
+                       ``midstream``/``drop``, -1 for ``stall``. ``midstream`` treats -1 as 0.
+                       Non-streaming requests always stall or drop before the headers.
+``tokens=N``           the reply text has N tokens.
+``rate=TPS``           stream at TPS deltas per second (overrides ``tokens_per_second``).
+``badjson=1``          the ``input_json_delta`` pieces of a tool call concatenate to invalid JSON
+                       (streaming only; a non-streaming reply always carries a valid ``input``).
+``chaos=0``            exempt this request from the simulator-wide ``fault_rate``.
+``plan=NAME``          the computer-use plan (see "Computer use"); unknown names are a 400.
+``step=K``             confine this group's fault to the request for computer step K.
+=====================  ==========================================================================
+
+Faults are counted per request *fingerprint*: a hash of the body without ``stream`` and
+``metadata``, so a retry of the same request sees the next behaviour. Each ``[[sim:...]]`` group
+holds at most one of ``fail``/``midstream``/``drop`` (optionally with ``stall``, which then runs
+first) plus its own ``times``/``after``/``retry_after``; several groups form a script consumed in
+order. ``[[sim:fail=529 times=2]] [[sim:midstream=overloaded_error]]`` answers 529 twice, then
+breaks the third stream mid-way, then succeeds. ``tokens``, ``rate``, ``badjson`` and ``chaos``
+apply to every attempt wherever they appear (the last value wins). An unknown key or a bad value
+is answered with HTTP 400 ``invalid_request_error`` naming it.
+
+What the SDK raises: HTTP errors map to the SDK's status errors (``RateLimitError``,
+``OverloadedError``, ...). A mid-stream ``event: error`` raises ``APIStatusError`` (status 200,
+``.type`` = the error type) while iterating. ``stall``/``drop`` with ``after=-1`` raise
+``APITimeoutError``/``APIConnectionError`` from the call itself; once the headers are sent the SDK
+does not wrap transport errors, so iterating raises ``httpx2.ReadTimeout`` /
+``httpx2.RemoteProtocolError`` instead.
+
+Chaos: ``Simulator(fault_rate=0.1, seed=7)`` fails about that fraction of requests with 529, 500,
+429 (``retry-after: 0``) or a mid-stream ``overloaded_error``. The choice is a pure function of
+the seed, the request fingerprint and that fingerprint's attempt number, so a run is reproducible
+even when requests arrive concurrently in a different order. Directive faults take precedence.
+
+Package layout
+--------------
+``directives`` the ``[[sim:...]]`` language; ``replies`` the scripted text, tool and thinking
+replies, usage and the prompt cache; ``computer`` the computer-use plans and turns; ``plan`` a
+reply before it is encoded; ``wire`` the SSE/JSON encoding and the API's error shapes;
+``validation`` the request checks (strict mode); ``request`` readers of a request body;
+``server`` the Starlette app, ``Simulator``, ``run_in_thread`` and the command line.
+"""
+
+from __future__ import annotations
+
+from .computer import COMPUTER_PLANS, DEMO_SIGNUP_TARGETS, ENDLESS_PLANS
+from .directives import DirectiveError, parse_directives, request_directives
+from .replies import (
+    IMAGE_TOKENS,
+    computer_plan,
+    count_input_tokens,
+    scripted_computer_turn,
+    scripted_reply,
+)
+from .request import computer_step, fingerprint
+from .server import Simulator, main, run_in_thread
+
+__all__ = [
+    "COMPUTER_PLANS",
+    "DEMO_SIGNUP_TARGETS",
+    "ENDLESS_PLANS",
+    "IMAGE_TOKENS",
+    "DirectiveError",
+    "Simulator",
+    "computer_plan",
+    "computer_step",
+    "count_input_tokens",
+    "fingerprint",
+    "main",
+    "parse_directives",
+    "request_directives",
+    "run_in_thread",
+    "scripted_computer_turn",
+    "scripted_reply",
+]
