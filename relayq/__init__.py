@@ -3,7 +3,14 @@
 from typing import TYPE_CHECKING, Any
 
 from relayq.client import Client, JobStatus, StreamEntry, Submitted
-from relayq.errors import InvalidJob, JobNotFound, RedisUnavailable, RelayqError, ScreenshotGone
+from relayq.errors import (
+    InvalidJob,
+    JobNotFound,
+    NotConfigured,
+    RedisUnavailable,
+    RelayqError,
+    ScreenshotGone,
+)
 from relayq.schemas.jobs import ChatJob, ComputerUseJob
 from relayq.transcript import Transcript, transcript_of
 
@@ -17,6 +24,7 @@ __all__ = [
     "InvalidJob",
     "JobNotFound",
     "JobStatus",
+    "NotConfigured",
     "QueuedLLM",
     "RedisUnavailable",
     "RelayqError",

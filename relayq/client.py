@@ -28,7 +28,13 @@ from redis.asyncio import Redis
 from relayq import tracing
 from relayq.connection import REDIS_ERRORS, connect
 from relayq.contract import Scripts
-from relayq.errors import InvalidJob, JobNotFound, RedisUnavailable, ScreenshotGone
+from relayq.errors import (
+    InvalidJob,
+    JobNotFound,
+    NotConfigured,
+    RedisUnavailable,
+    ScreenshotGone,
+)
 from relayq.schemas.constants import (
     CANCEL_CHANNEL,
     EVENT_FIELD,
@@ -97,10 +103,17 @@ class Client:
     ) -> None:
         self._settings = settings or Settings()
         url = redis_url or self._settings.redis_url
-        if redis is None and url is None:
-            raise ValueError("give a redis_url (or set RELAYQ_REDIS_URL)")
-        self._owns_redis = redis is None
-        self._redis: Redis = redis if redis is not None else connect(str(url))
+        if redis is None:
+            if url is None:
+                raise NotConfigured("give a redis_url (or set RELAYQ_REDIS_URL)")
+            try:
+                redis = connect(url)
+            except ValueError as e:
+                raise NotConfigured(f"RELAYQ_REDIS_URL / redis_url {url!r}: {e}") from e
+            self._owns_redis = True
+        else:
+            self._owns_redis = False
+        self._redis: Redis = redis
         self._scripts = Scripts(self._redis)
 
     @property

@@ -5,6 +5,8 @@
     │                        also a LookupError
     ├── ScreenshotGone       a screenshot's bytes expired or never existed; also a LookupError
     ├── InvalidJob           a job that fails validation; also a ValueError
+    ├── NotConfigured        no Redis URL given (nor RELAYQ_REDIS_URL), or one that does not
+    │                        parse; also a ValueError
     └── RedisUnavailable     Redis could not be reached, even after the connection's retries
                              (relayq.connection); also a ConnectionError
 
@@ -29,6 +31,10 @@ class ScreenshotGone(RelayqError, LookupError):
 
 class InvalidJob(RelayqError, ValueError):
     """The job does not validate against the wire contract (relayq.schemas)."""
+
+
+class NotConfigured(RelayqError, ValueError):
+    """The client lacks a usable Redis URL."""
 
 
 class RedisUnavailable(RelayqError, ConnectionError):
