@@ -13,7 +13,7 @@ from relayq.client import Client
 from relayq.schemas.constants import WORKERS_PATTERN
 from relayq.schemas.events import Action, Done, Error, Event, Screenshot, Text
 from relayq.schemas.jobs import ComputerUseJob
-from relayq.simulator import computer_plan
+from relayq.simulator import DEMO_SIGNUP_PATH, Simulator, computer_plan
 from relayq.transcript import transcript_of
 from tests.conftest import WorkerProcess
 
@@ -35,21 +35,24 @@ def png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-def signup_job(site: str, **fields: object) -> ComputerUseJob:
+def signup_job(site: str, *, start_url: str | None = None, **fields: object) -> ComputerUseJob:
     return ComputerUseJob.model_validate(
         {
             "task": "[[sim:plan=signup]] Create an account for Ada Lovelace, ada@example.com.",
-            "start_url": f"{site}/demo_signup.html",
+            "start_url": start_url or f"{site}/demo_signup.html",
             "allow_private_network": True,
             **fields,
         }
     )
 
 
+@pytest.mark.parametrize("page_server", ["static_server", "simulator"])
 async def test_signup_job_runs_the_loop_and_streams_actions_and_screenshots(
-    computer_client: Client, site: str
+    computer_client: Client, site: str, simulator: Simulator, page_server: str
 ) -> None:
-    job = signup_job(site)
+    # the simulator serves the demo page itself, so the tour needs nothing else started
+    start_url = f"{simulator.base_url}{DEMO_SIGNUP_PATH}" if page_server == "simulator" else None
+    job = signup_job(site, start_url=start_url)
     await computer_client.submit(job)
 
     events = await events_of(computer_client, job.id)

@@ -366,6 +366,16 @@ async def test_invalid_body_and_unknown_route(sim: Simulator) -> None:
         assert counted.json()["input_tokens"] > 0
 
 
+async def test_the_demo_signup_page_is_served_without_a_key(sim: Simulator) -> None:
+    page = (ROOT / "relayq" / "static" / "demo_signup.html").read_bytes()
+    async with httpx.AsyncClient(base_url=sim.base_url) as http:
+        for path in ("/demo/signup", "/demo_signup.html"):
+            response = await http.get(path)
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/html")
+            assert response.content == page
+
+
 # --------------------------------------------------------------------------- scripted faults
 
 

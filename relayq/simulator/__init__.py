@@ -22,6 +22,9 @@ Endpoints
     ``{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}``.
 ``POST /v1/messages/count_tokens``
     ``{"input_tokens": N}`` computed the same way as ``usage.input_tokens``.
+``GET /demo/signup`` (also ``/demo_signup.html``)
+    The demo sign-up page (``relayq/static/demo_signup.html``) that the ``signup`` plan fills in,
+    so a computer-use job can run with the simulator as its only server. No key needed.
 ``GET /_sim/stats`` / ``POST /_sim/reset``
     Counters (requests, outcomes, injected faults, cache hits); reset clears counters, the
     per-request fault state and the prompt cache.
@@ -185,10 +188,11 @@ from .replies import (
     scripted_reply,
 )
 from .request import computer_step, fingerprint
-from .server import Simulator, main, run_in_thread
+from .server import DEMO_SIGNUP_PATH, Simulator, main, run_in_thread
 
 __all__ = [
     "COMPUTER_PLANS",
+    "DEMO_SIGNUP_PATH",
     "DEMO_SIGNUP_TARGETS",
     "ENDLESS_PLANS",
     "IMAGE_TOKENS",

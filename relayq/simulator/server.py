@@ -14,6 +14,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from types import TracebackType
 from typing import Any
 
@@ -41,7 +42,11 @@ from .wire import (
     stream_events,
 )
 
-__all__ = ["Simulator", "main", "run_in_thread"]
+__all__ = ["DEMO_SIGNUP_PATH", "Simulator", "main", "run_in_thread"]
+
+DEMO_SIGNUP_PATH = "/demo/signup"
+"""Where the simulator serves the demo signup page (also at ``/demo_signup.html``), so a
+computer-use job on the ``signup`` plan can run with nothing else started."""
 
 
 class _Stats:
@@ -126,6 +131,8 @@ class Simulator:
                 Route("/v1/messages/count_tokens", self._count_tokens, methods=["POST"]),
                 Route("/_sim/stats", self._get_stats, methods=["GET"]),
                 Route("/_sim/reset", self._reset, methods=["POST"]),
+                Route(DEMO_SIGNUP_PATH, self._demo_signup, methods=["GET"]),
+                Route("/demo_signup.html", self._demo_signup, methods=["GET"]),
             ],
             exception_handlers={HTTPException: self._http_exception},
         )
@@ -225,6 +232,10 @@ class Simulator:
             f"{detail}: {request.method} {request.url.path}",
             self._next_request_id(),
         )
+
+    async def _demo_signup(self, request: Request) -> Response:
+        page = resources.files("relayq").joinpath("static", "demo_signup.html").read_bytes()
+        return Response(page, media_type="text/html; charset=utf-8")
 
     async def _get_stats(self, request: Request) -> Response:
         return JSONResponse(self.stats, headers={"request-id": self._next_request_id()})
