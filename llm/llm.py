@@ -27,17 +27,12 @@ from livekit.agents.types import (
 from livekit.agents.utils import is_given
 
 from .models import DEFAULT_MODEL, ChatModels
-from .stream import LLMStream
+from .stream import THINKING_EXTRA_KEY, LLMStream
 from .tools import AnthropicTool
 
 __all__ = ["CACHE_CONTROL_EPHEMERAL", "LLM", "THINKING_EXTRA_KEY"]
 
 CACHE_CONTROL_EPHEMERAL: dict[str, Any] = {"type": "ephemeral"}
-
-THINKING_EXTRA_KEY = "anthropic_thinking"
-"""`extra` key of an assistant ChatMessage or FunctionCall holding the thinking blocks of
-its turn; they are sent back first in that assistant message (the API needs the signed
-thinking before the tool_use it led to)."""
 
 _DEFAULT_MAX_TOKENS = 1024
 # The API still takes these, but SDK 1.0 removed them from `create()`'s signature.

@@ -10,24 +10,37 @@ What each event becomes:
 event                                      ChatChunk (id = the message id)
 =========================================  ===============================================
 text_delta                                 delta(role="assistant", content=text); with
-                                           tools, `<thinking>...</thinking>` is removed
+                                           tools, a `<thinking>...</thinking>` span that
+                                           opens the text block is removed
 tool_use block, at content_block_stop      delta(tool_calls=[FunctionToolCall(name, call_id,
-                                           arguments=the raw JSON text, even if invalid)])
+                                           arguments=the raw JSON text, even if invalid,
+                                           extra={THINKING_EXTRA_KEY: the message's thinking
+                                           blocks so far} when it has any)])
 thinking_delta                             delta(extra={"thinking": text}), content None
 thinking block, at content_block_stop      delta(extra={"thinking_block": {"type": "thinking",
-                                           "thinking": full text, "signature": sig}})
+                                           "thinking": full text, "signature": sig},
+                                           THINKING_EXTRA_KEY: every block so far})
 redacted_thinking block, at its stop       delta(extra={"thinking_block":
-                                           {"type": "redacted_thinking", "data": ...}})
+                                           {"type": "redacted_thinking", "data": ...},
+                                           THINKING_EXTRA_KEY: every block so far})
 message_stop                               usage=CompletionUsage (prompt = input + cache
                                            creation + cache read)
 message_start, message_delta               nothing; they feed the ids, usage, stop_reason
 ping, citations_delta, server tool blocks  nothing
 and event types this code does not know
 =========================================  ===============================================
+
+The signed thinking blocks ride along so that a LiveKit AgentSession keeps them: it stores a
+tool call's `FunctionToolCall.extra` on the FunctionCall it adds to the chat context, and the
+merged `delta.extra` of a reply on its assistant message; `LLM.chat` sends them back first in
+that assistant turn, as the API requires in a tool loop with thinking enabled. Thinking counts
+as output: once any was delivered, a failed attempt is not retried (it would be delivered
+twice).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -45,16 +58,27 @@ from .errors import MalformedStreamError, translate_error
 if TYPE_CHECKING:
     from .llm import LLM
 
-__all__ = ["LLMStream", "StreamAccumulator", "StreamEvent", "StreamFactory", "ThinkingTagFilter"]
+__all__ = [
+    "THINKING_EXTRA_KEY",
+    "LLMStream",
+    "StreamAccumulator",
+    "StreamEvent",
+    "StreamFactory",
+    "ThinkingTagFilter",
+]
+
+THINKING_EXTRA_KEY = "anthropic_thinking"
+"""`extra` key (of a ChoiceDelta, a FunctionToolCall, and so of the assistant ChatMessage or
+FunctionCall a LiveKit agent stores) holding the thinking blocks of the assistant turn, in
+order, as they must be sent back."""
 
 StreamEvent: TypeAlias = RawMessageStreamEvent | BetaRawMessageStreamEvent
-StreamFactory: TypeAlias = Callable[
-    [],
-    Awaitable[
-        anthropic.AsyncStream[RawMessageStreamEvent]
-        | anthropic.AsyncStream[BetaRawMessageStreamEvent]
-    ],
-]
+AnthropicStream: TypeAlias = (
+    anthropic.AsyncStream[RawMessageStreamEvent] | anthropic.AsyncStream[BetaRawMessageStreamEvent]
+)
+StreamAwaitable: TypeAlias = Awaitable[AnthropicStream]
+"""One streaming request, sent when awaited (a coroutine of `messages.create(stream=True)`)."""
+StreamFactory: TypeAlias = Callable[[], StreamAwaitable]
 """Starts one streaming request and returns its stream: called once per attempt."""
 
 _OPEN_TAG = "<thinking>"
@@ -62,50 +86,48 @@ _CLOSE_TAG = "</thinking>"
 
 
 class ThinkingTagFilter:
-    """Removes `<thinking>...</thinking>` spans from text that arrives in pieces.
+    """Removes the `<thinking>...</thinking>` span that opens a text block, and the whitespace
+    after it.
 
-    Older Claude models write their chain of thought inline when tools are offered.
-    A tag may be split across deltas, so a tail that could start a tag is held back
-    until the next piece (or `flush`) shows what it is.
+    Older Claude models write their chain of thought inline, at the start of the text, when
+    tools are offered. Only a span at the very start of the block (after whitespace) is removed:
+    a `<thinking>` later in the text is part of the answer and stays. A tag may be split across
+    deltas, so text that could still be the start of one is held back until the next piece (or
+    `flush`) shows what it is. One filter serves one text block at a time; `flush` ends it.
     """
 
     def __init__(self) -> None:
-        self._inside = False
+        self._state: Literal["start", "inside", "after", "passing"] = "start"
         self._held = ""
-        self._after_close = False
 
     def feed(self, text: str) -> str:
         buf, self._held = self._held + text, ""
-        out: list[str] = []
-        while buf:
-            if self._inside:
-                end = buf.find(_CLOSE_TAG)
-                if end < 0:
-                    self._held = buf[len(buf) - _partial_tag_len(buf, _CLOSE_TAG) :]
-                    break
-                buf = buf[end + len(_CLOSE_TAG) :]
-                self._inside, self._after_close = False, True
-                continue
-            if self._after_close:
-                buf = buf.lstrip()
-                if not buf:
-                    break
-                self._after_close = False
-            start = buf.find(_OPEN_TAG)
-            if start < 0:
-                keep = _partial_tag_len(buf, _OPEN_TAG)
-                out.append(buf[: len(buf) - keep])
-                self._held = buf[len(buf) - keep :]
-                break
-            out.append(buf[:start])
-            buf = buf[start + len(_OPEN_TAG) :]
-            self._inside = True
-        return "".join(out)
+        if self._state == "start":
+            stripped = buf.lstrip()
+            if _OPEN_TAG.startswith(stripped):  # only whitespace, or a tag not yet complete
+                self._held = buf
+                return ""
+            if not stripped.startswith(_OPEN_TAG):
+                self._state = "passing"
+                return buf
+            buf, self._state = stripped[len(_OPEN_TAG) :], "inside"
+        if self._state == "inside":
+            end = buf.find(_CLOSE_TAG)
+            if end < 0:
+                self._held = buf[len(buf) - _partial_tag_len(buf, _CLOSE_TAG) :]
+                return ""
+            buf, self._state = buf[end + len(_CLOSE_TAG) :], "after"
+        if self._state == "after":
+            buf = buf.lstrip()
+            if not buf:
+                return ""
+            self._state = "passing"
+        return buf
 
     def flush(self) -> str:
         """The held-back text at the end of a text block (an unclosed span is dropped)."""
-        text = "" if self._inside else self._held
-        self._inside, self._held, self._after_close = False, "", False
+        text = self._held if self._state == "start" else ""
+        self._state, self._held = "start", ""
         return text
 
 
@@ -234,7 +256,10 @@ class StreamAccumulator:
             case "tool_use":
                 self.produced_output = True
                 call = FunctionToolCall(
-                    name=block.name, call_id=block.call_id, arguments=_arguments(block)
+                    name=block.name,
+                    call_id=block.call_id,
+                    arguments=_arguments(block),
+                    extra=self._thinking_extra() or None,
                 )
                 return [self._chunk(ChoiceDelta(role="assistant", tool_calls=[call]))]
             case "thinking":
@@ -260,12 +285,20 @@ class StreamAccumulator:
     def _thinking(self, text: str, index: int) -> list[ChatChunk]:
         if not text:
             return []
+        self.produced_output = True
         self._blocks[index].parts.append(text)
         return [self._chunk(ChoiceDelta(role="assistant", extra={"thinking": text}))]
 
     def _thinking_block(self, block: dict[str, Any]) -> ChatChunk:
+        self.produced_output = True
         self.thinking_blocks.append(block)
-        return self._chunk(ChoiceDelta(role="assistant", extra={"thinking_block": block}))
+        extra = {"thinking_block": block, **self._thinking_extra()}
+        return self._chunk(ChoiceDelta(role="assistant", extra=extra))
+
+    def _thinking_extra(self) -> dict[str, Any]:
+        if not self.thinking_blocks:
+            return {}
+        return {THINKING_EXTRA_KEY: [dict(b) for b in self.thinking_blocks]}
 
     def _update_usage(self, usage: Any) -> None:
         self._output_tokens = usage.output_tokens
@@ -290,10 +323,11 @@ def _arguments(block: _Block) -> str:
 class LLMStream(llm.LLMStream):
     """A streamed chat completion; iterate it for ChatChunks.
 
-    `anthropic_stream` is a zero-argument callable that sends the request and returns
-    the SDK's `AsyncStream`, e.g. `lambda: client.messages.create(..., stream=True)`.
-    It is called once per attempt, so a retry sends a fresh request (the LiveKit plugin
-    took one awaitable and could not retry it).
+    `anthropic_stream` sends the request: a zero-argument callable returning the awaitable of
+    the SDK's `AsyncStream` (e.g. `lambda: client.messages.create(..., stream=True)`), called
+    once per attempt so that a retry sends a fresh request; or, as in livekit-plugins-anthropic,
+    that awaitable itself. An awaitable can be sent only once, so its stream is never retried
+    (its failures are final); `LLM.chat` always passes a callable.
 
     After iteration, `stop_reason`, `request_id`, `message_id` and `thinking_blocks`
     describe the last attempt.
@@ -303,18 +337,23 @@ class LLMStream(llm.LLMStream):
         self,
         llm: LLM,
         *,
-        anthropic_stream: StreamFactory,
+        anthropic_stream: StreamFactory | StreamAwaitable,
         chat_ctx: llm.ChatContext,
         tools: list[Tool],
         conn_options: APIConnectOptions,
     ) -> None:
-        if not callable(anthropic_stream):
+        if not callable(anthropic_stream) and not inspect.isawaitable(anthropic_stream):
             raise TypeError(
                 "anthropic_stream must be a zero-argument callable returning the request's "
-                "awaitable, so that every attempt sends a fresh request"
+                f"awaitable, or that awaitable; got {type(anthropic_stream).__name__}"
             )
         super().__init__(llm, chat_ctx=chat_ctx, tools=tools, conn_options=conn_options)
-        self._stream_factory = anthropic_stream
+        self._stream_factory: StreamFactory | None = None
+        self._single_request: StreamAwaitable | None = None
+        if callable(anthropic_stream):
+            self._stream_factory = anthropic_stream
+        else:
+            self._single_request = anthropic_stream
         # A retry after delivered output would deliver it twice.
         self._retry_on_chunk_sent = False
         self._accumulator = StreamAccumulator()
@@ -340,11 +379,18 @@ class LLMStream(llm.LLMStream):
         """The completed thinking blocks, as they must be sent back in the next turn."""
         return list(self._accumulator.thinking_blocks)
 
+    async def aclose(self) -> None:
+        await super().aclose()
+        if inspect.iscoroutine(self._single_request):
+            self._single_request.close()  # never sent: no "coroutine never awaited" warning
+        self._single_request = None
+
     async def _run(self) -> None:
         accumulator = self._accumulator = StreamAccumulator(strip_thinking_tags=bool(self._tools))
         self._request_id = None
+        single_use = self._stream_factory is None
         try:
-            stream = await self._stream_factory()
+            stream = await self._start_request()
             self._request_id = stream.response.headers.get("request-id")
             async with stream:
                 async for event in stream:
@@ -356,11 +402,25 @@ class LLMStream(llm.LLMStream):
                     for chunk in chunks:
                         self._event_ch.send_nowait(chunk)
         except Exception as e:
-            translated = translate_error(e, output_sent=accumulator.produced_output)
+            output_sent = accumulator.produced_output or single_use
+            translated = translate_error(e, output_sent=output_sent)
             if translated is None:
                 raise
             raise translated from e
         if not accumulator.completed:
             raise APIConnectionError(
-                "stream ended before message_stop", retryable=not accumulator.produced_output
+                "stream ended before message_stop",
+                retryable=not (accumulator.produced_output or single_use),
             )
+
+    async def _start_request(self) -> AnthropicStream:
+        if self._stream_factory is not None:
+            return await self._stream_factory()
+        request, self._single_request = self._single_request, None
+        if request is None:
+            raise APIConnectionError(
+                "the request was given as an awaitable, which can be sent only once; pass a "
+                "zero-argument callable as anthropic_stream to retry it",
+                retryable=False,
+            )
+        return await request

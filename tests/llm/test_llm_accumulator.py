@@ -10,7 +10,7 @@ from anthropic.types import RawMessageStreamEvent
 from llm_replay import FIXTURES, text_of, tool_calls_of
 from pydantic import TypeAdapter
 
-from relayq.llm import StreamAccumulator, ThinkingTagFilter
+from relayq.llm import THINKING_EXTRA_KEY, StreamAccumulator, ThinkingTagFilter
 
 EVENTS: TypeAdapter[RawMessageStreamEvent] = TypeAdapter(RawMessageStreamEvent)
 
@@ -50,11 +50,36 @@ def test_message_delta_usage_is_cumulative_so_it_replaces_the_start_count() -> N
     assert accumulator.usage.completion_tokens == 12
 
 
-def test_thinking_alone_is_not_output() -> None:
+def test_thinking_is_output_from_its_first_delta_so_a_failure_after_it_is_final() -> None:
     accumulator = StreamAccumulator()
-    feed_all(accumulator, transcript("thinking_tool_use")[:6])
-    assert accumulator.thinking_blocks[0]["type"] == "thinking"
+    events = transcript("thinking_tool_use")
+    feed_all(accumulator, events[:2])
     assert not accumulator.produced_output
+    feed_all(accumulator, events[2:3])
+    assert accumulator.produced_output
+
+
+def test_a_tool_call_carries_the_signed_thinking_blocks_of_its_message() -> None:
+    accumulator = StreamAccumulator()
+    chunks = feed_all(accumulator, transcript("thinking_tool_use"))
+    [call] = tool_calls_of(chunks)
+    assert call.extra == {THINKING_EXTRA_KEY: accumulator.thinking_blocks}
+    assert [b["type"] for b in accumulator.thinking_blocks] == ["thinking", "redacted_thinking"]
+
+
+def test_merged_delta_extras_hold_every_thinking_block_of_the_message() -> None:
+    """A LiveKit agent merges `delta.extra` with dict.update into its assistant message."""
+    accumulator = StreamAccumulator()
+    merged: dict[str, Any] = {}
+    for chunk in feed_all(accumulator, transcript("thinking_tool_use")):
+        if chunk.delta and chunk.delta.extra:
+            merged.update(chunk.delta.extra)
+    assert merged[THINKING_EXTRA_KEY] == accumulator.thinking_blocks
+
+
+def test_a_tool_call_without_thinking_has_no_extra() -> None:
+    chunks = feed_all(StreamAccumulator(), transcript("tool_use_split_json"))
+    assert [call.extra for call in tool_calls_of(chunks)] == [None, None]
 
 
 def test_a_delta_for_a_block_that_never_started_is_ignored() -> None:
@@ -74,6 +99,7 @@ def test_each_accumulator_starts_empty() -> None:
 
 RAW = "<thinking>plan: call the tool</thinking>\n\nHello <b>world</b> 2 < 3."
 VISIBLE = "Hello <b>world</b> 2 < 3."
+MID_BLOCK = "Use <thinking>...</thinking> tags to show reasoning."
 
 
 def filtered(pieces: list[str]) -> str:
@@ -82,21 +108,38 @@ def filtered(pieces: list[str]) -> str:
 
 
 @pytest.mark.parametrize("cut", range(1, len(RAW)))
-def test_thinking_spans_are_removed_wherever_the_text_is_cut(cut: int) -> None:
+def test_a_thinking_span_opening_the_block_is_removed_wherever_the_text_is_cut(cut: int) -> None:
     assert filtered([RAW[:cut], RAW[cut:]]) == VISIBLE
 
 
-def test_thinking_spans_are_removed_when_every_character_arrives_alone() -> None:
+def test_a_thinking_span_opening_the_block_is_removed_when_characters_arrive_alone() -> None:
     assert filtered(list(RAW)) == VISIBLE
+
+
+def test_whitespace_before_the_opening_span_is_removed_with_it() -> None:
+    assert filtered(["\n  <thinking>plan</thinking> Hello"]) == "Hello"
+
+
+@pytest.mark.parametrize("cut", range(1, len(MID_BLOCK)))
+def test_a_thinking_tag_later_in_the_text_is_part_of_the_answer(cut: int) -> None:
+    assert filtered([MID_BLOCK[:cut], MID_BLOCK[cut:]]) == MID_BLOCK
 
 
 def test_a_held_back_tag_prefix_is_released_when_it_turns_out_not_to_be_a_tag() -> None:
     tag_filter = ThinkingTagFilter()
-    assert tag_filter.feed("a <thi") == "a "
-    assert tag_filter.feed("s>") == "<this>"
-    assert tag_filter.feed(" <thin") == " "
+    assert tag_filter.feed(" <thi") == ""
+    assert tag_filter.feed("s> is a tag") == " <this> is a tag"
+    assert tag_filter.flush() == ""
+    assert tag_filter.feed("<thin") == ""
     assert tag_filter.flush() == "<thin"
 
 
-def test_an_unclosed_thinking_span_is_dropped() -> None:
-    assert filtered(["ok <thinking>never closed"]) == "ok "
+def test_each_text_block_may_open_with_its_own_span() -> None:
+    tag_filter = ThinkingTagFilter()
+    first = tag_filter.feed("<thinking>a</thinking>One") + tag_filter.flush()
+    second = tag_filter.feed("<thinking>b</thinking>Two") + tag_filter.flush()
+    assert (first, second) == ("One", "Two")
+
+
+def test_an_unclosed_opening_span_drops_the_block() -> None:
+    assert filtered(["<thinking>never closed"]) == ""

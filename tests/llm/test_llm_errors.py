@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import anthropic
 import pytest
@@ -258,19 +259,66 @@ def test_retry_after_is_none_without_an_sdk_status_error_behind() -> None:
     assert retry_after(APIConnectionError()) is None
 
 
-async def test_llmstream_refuses_a_bare_awaitable_it_could_not_send_twice(
-    make_llm: Callable[..., LLM],
-) -> None:
-    async def request() -> None:
-        return None
+def _awaitable_stream(server: ReplayServer) -> Any:
+    """The request as livekit-plugins-anthropic hands it over: one un-awaited coroutine."""
+    client = anthropic.AsyncAnthropic(api_key="test-key", base_url=server.url, max_retries=0)
+    return client.messages.create(
+        model="claude-sim-1",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+    )
 
-    coroutine = request()
+
+async def test_an_awaitable_request_as_the_upstream_plugin_passes_it_is_streamed(
+    server: ReplayServer, make_llm: Callable[..., LLM]
+) -> None:
+    server.script(Reply(events=load_sse("text")))
+    stream = LLMStream(
+        make_llm(),
+        anthropic_stream=_awaitable_stream(server),
+        chat_ctx=user_ctx(),
+        tools=[],
+        conn_options=NO_RETRY,
+    )
+    assert text_of(await collect(stream)) == "Hello world!"
+
+
+async def test_an_awaitable_request_cannot_be_sent_twice_so_its_failure_is_final(
+    server: ReplayServer, make_llm: Callable[..., LLM]
+) -> None:
+    server.script(Reply(status=529, body=error_body("overloaded_error")), Reply(events=[]))
+    stream = LLMStream(
+        make_llm(),
+        anthropic_stream=_awaitable_stream(server),
+        chat_ctx=user_ctx(),
+        tools=[],
+        conn_options=ONE_RETRY,
+    )
+    with pytest.raises(APIStatusError) as info:
+        await collect(stream)
+    assert info.value.status_code == 529 and info.value.retryable is False
+    assert len(server.requests) == 1
+
+
+async def test_an_unsent_awaitable_request_is_closed_with_the_stream(
+    server: ReplayServer, make_llm: Callable[..., LLM]
+) -> None:
+    request = _awaitable_stream(server)
+    stream = LLMStream(
+        make_llm(), anthropic_stream=request, chat_ctx=user_ctx(), tools=[], conn_options=NO_RETRY
+    )
+    await stream.aclose()
+    assert request.cr_frame is None  # closed: no "coroutine was never awaited" warning
+    assert server.requests == []
+
+
+def test_llmstream_refuses_what_cannot_send_a_request(make_llm: Callable[..., LLM]) -> None:
     with pytest.raises(TypeError, match="callable"):
         LLMStream(
             make_llm(),
-            anthropic_stream=coroutine,  # type: ignore[arg-type]
+            anthropic_stream="not a request",  # type: ignore[arg-type]
             chat_ctx=user_ctx(),
             tools=[],
             conn_options=NO_RETRY,
         )
-    coroutine.close()

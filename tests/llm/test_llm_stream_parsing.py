@@ -13,12 +13,13 @@ from llm_replay import (
     Reply,
     collect,
     load_sse,
+    sse_event,
     text_of,
     tool_calls_of,
     user_ctx,
 )
 
-from relayq.llm import LLM, LLMStream
+from relayq.llm import LLM, THINKING_EXTRA_KEY, LLMStream
 
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=5.0)
 
@@ -147,6 +148,27 @@ async def test_inline_thinking_tags_are_stripped_when_tools_are_offered_even_whe
     assert len(tool_calls_of(chunks)) == 1
 
 
+async def test_a_thinking_tag_inside_the_answer_is_kept_when_tools_are_offered(
+    server: ReplayServer, make_llm: Callable[..., LLM]
+) -> None:
+    pieces = ["Wrap it in <thin", "king>...</thin", "king> tags."]
+    start, *_, stop, message_delta, message_stop = load_sse("text")
+    deltas = [
+        sse_event(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}
+        )
+        for p in pieces
+    ]
+    block = sse_event(
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    )
+    server.script(Reply(events=[start, block, *deltas, stop, message_delta, message_stop]))
+    chunks = await collect(
+        make_llm().chat(chat_ctx=user_ctx(), tools=[get_weather], conn_options=NO_RETRY)
+    )
+    assert text_of(chunks) == "".join(pieces)
+
+
 async def test_inline_thinking_tags_are_kept_as_text_without_tools(
     server: ReplayServer, make_llm: Callable[..., LLM]
 ) -> None:
@@ -181,7 +203,12 @@ async def test_thinking_deltas_stream_as_extra_and_the_signed_block_arrives_at_i
         "data": "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3"
         "qpPkNRj2YfWXGmKDxH4mPnZ5sQ7vB5URj",
     }
-    assert extras[2:] == [{"thinking_block": signed}, {"thinking_block": redacted}]
+    assert extras[2:] == [
+        {"thinking_block": signed, THINKING_EXTRA_KEY: [signed]},
+        {"thinking_block": redacted, THINKING_EXTRA_KEY: [signed, redacted]},
+    ]
+    [call] = tool_calls_of(chunks)
+    assert call.extra == {THINKING_EXTRA_KEY: [signed, redacted]}
     assert stream.thinking_blocks == [signed, redacted]
     usage = chunks[-1].usage
     assert usage is not None and usage.reasoning_tokens == 97
