@@ -5,7 +5,7 @@ One step as the computer job runs it: `ComputerTool.tool_result` (action, settle
 base64 image block) plus publishing (blob.lua stores the PNG, an `action` and a `screenshot`
 event are appended through the Publisher). Baseline: a bare Playwright `page.screenshot()` of the
 same page. The demo page (relayq/static/demo_signup.html) comes from relayq.static_server; the
-browser is the pool's Chromium (workers.browser_pool.BrowserPool).
+browser is the pool's Chromium (relayq.workers.browser.pool.BrowserPool).
 
 Browser memory is PSS (proportional set size) summed over Chromium's processes, so memory shared
 between them is counted once.
@@ -37,8 +37,8 @@ from relayq.llm.page_actions import ImageFormat, PageActions, launch_chromium
 from relayq.schemas.constants import job_key
 from relayq.schemas.events import Action, Screenshot
 from relayq.static_server import serve_directory
-from relayq.workers.browser_guard import NetworkPolicy
-from relayq.workers.browser_pool import BrowserPool
+from relayq.workers.browser.policy import NetworkPolicy
+from relayq.workers.browser.pool import BrowserPool
 from relayq.workers.publisher import Publisher
 from relayq.workers.scripts import WorkerScripts
 

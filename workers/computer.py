@@ -38,7 +38,7 @@ from relayq.schemas.events import (
 )
 from relayq.schemas.jobs import ComputerUseJob
 from relayq.workers.attempts import AttemptContext, run_attempt
-from relayq.workers.browser_guard import NetworkPolicy, Violation
+from relayq.workers.browser.policy import NetworkPolicy, Violation
 from relayq.workers.chat import chunk_events, deadline_loop_time
 from relayq.workers.retry_policy import error_info, retry_delay
 

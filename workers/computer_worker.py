@@ -13,7 +13,7 @@ from arq.connections import RedisSettings
 
 from relayq.schemas.constants import COMPUTER_QUEUE
 from relayq.schemas.settings import Settings
-from relayq.workers.browser_pool import BrowserPool
+from relayq.workers.browser.pool import BrowserPool
 from relayq.workers.runtime import Runtime
 from relayq.workers.worker import json_deserializer, json_serializer, queue_functions
 

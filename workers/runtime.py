@@ -39,7 +39,7 @@ from relayq.workers.publisher import Fenced
 from relayq.workers.scripts import WorkerScripts
 
 if TYPE_CHECKING:  # chat-only workers run without Playwright (the `browser` extra)
-    from relayq.workers.browser_pool import BrowserPool
+    from relayq.workers.browser.pool import BrowserPool
 
 logger = logging.getLogger(__name__)
 

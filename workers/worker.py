@@ -232,7 +232,7 @@ async def run_workers(
         queue_functions(q, settings)  # an unknown queue name fails here, before anything starts
     runtime = await Runtime.start(redis, settings, queues=[QUEUES[q] for q in queues])
     if "computer" in queues:
-        from relayq.workers.browser_pool import BrowserPool
+        from relayq.workers.browser.pool import BrowserPool
 
         runtime.browser_pool = BrowserPool(size=settings.browser_pool_size)
         await runtime.browser_pool.start()

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from safety_sites import Site, SiteHandler, SiteServer, Violations
 
-from relayq.workers.browser_pool import BrowserPool
+from relayq.workers.browser.pool import BrowserPool
 
 
 @pytest.fixture(scope="session")

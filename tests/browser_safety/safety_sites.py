@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from relayq.workers.browser_guard import NetworkPolicy, Violation
+from relayq.workers.browser.policy import NetworkPolicy, Violation
 
 DOWNLOAD_PAYLOAD = b"relayq-download-payload-7f3a"
 LOCAL_ONLY = NetworkPolicy(allowed_domains=["127.0.0.1"], allow_private_network=True)

@@ -11,8 +11,8 @@ import pytest
 from playwright.async_api import Error as PlaywrightError
 from safety_sites import DOWNLOAD_PAYLOAD, LOCAL_ONLY, Site, Violations
 
-from relayq.workers.browser_guard import NetworkPolicy
-from relayq.workers.browser_pool import BrowserPool
+from relayq.workers.browser.policy import NetworkPolicy
+from relayq.workers.browser.pool import BrowserPool
 
 pytestmark = pytest.mark.browser
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 from pydantic import ValidationError
 
-from relayq.workers.browser_guard import (
+from relayq.workers.browser.policy import (
     NetworkPolicy,
     address_block_reason,
     check_url,

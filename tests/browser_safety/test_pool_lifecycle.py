@@ -9,7 +9,7 @@ import signal
 import pytest
 from safety_sites import LOCAL_ONLY, Site
 
-from relayq.workers.browser_pool import BrowserPool, chromium_process_group
+from relayq.workers.browser.pool import BrowserPool, chromium_process_group
 
 pytestmark = pytest.mark.browser
 

@@ -1,7 +1,7 @@
 """One Chromium per worker, and a fresh guarded context per job, leased from a warm pool.
 
 ``size`` contexts are created ahead of time at ``warm_viewport`` (downloads off, service
-workers blocked, behind their own :class:`~relayq.workers.browser_guard.EgressFilter`, guard
+workers blocked, behind their own :class:`~relayq.workers.browser.egress.EgressFilter`, guard
 installed with no policy, so they can reach nothing). ``lease()`` takes one, resizes its page
 if the job's display differs, swaps in the job's :class:`NetworkPolicy` (no browser round
 trip), and closes the context when the block exits, however it exits; a replacement is warmed
@@ -31,15 +31,9 @@ from playwright.async_api import Browser, BrowserContext, Page, Playwright, asyn
 from playwright.async_api import Error as PlaywrightError
 
 from relayq.llm.page_actions import launch_chromium
-
-from .browser_guard import (
-    GUARD_LAUNCH_ARGS,
-    EgressFilter,
-    Guard,
-    NetworkPolicy,
-    ViolationCallback,
-    install_guard,
-)
+from relayq.workers.browser.egress import EgressFilter
+from relayq.workers.browser.guard import GUARD_LAUNCH_ARGS, Guard, install_guard
+from relayq.workers.browser.policy import NetworkPolicy, ViolationCallback
 
 __all__ = ["BrowserPool", "Lease", "chromium_process_group"]
 
