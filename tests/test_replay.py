@@ -282,7 +282,7 @@ async def test_a_finished_three_step_job_replays_as_three_marked_steps(
     assert 'class="marker hit" style="left:50.000%;top:30.556%"' in page
     assert 'class="marker hit" style="left:50.000%;top:55.556%"' in page
     assert page.count('class="marker ') == 2  # typing has no position
-    assert "left_click (640, 220)" in page and "type &quot;Ada Lovelace&quot;" in page
+    assert "left_click (640, 220)" in page and "type &#34;Ada Lovelace&#34;" in page
     assert "Signed up as Ada Lovelace." in page
     assert "cache write 600" in page and "read 2,100" in page
     assert re.search(r"<link|https?://[^\"<]*\.(css|js)|src=\"http", page) is None
@@ -329,8 +329,8 @@ async def test_model_text_and_action_input_are_escaped(rq: Client, redis_url: st
 
     assert page.count("<script") == 1  # only the page's own keyboard navigation
     assert "<img src=x" not in page and "<b>final" not in page and "<i>" not in page
-    assert 'x.test/"><b>' not in page and "x.test/&quot;&gt;&lt;b&gt;" in page
-    assert "&lt;script&gt;alert(&#x27;text&#x27;)&lt;/script&gt;" in page
+    assert 'x.test/"><b>' not in page and "x.test/&#34;&gt;&lt;b&gt;" in page
+    assert "&lt;script&gt;alert(&#39;text&#39;)&lt;/script&gt;" in page
     assert "&lt;script&gt;alert(0)&lt;/script&gt;" in page
     assert "&lt;b&gt;final&lt;/b&gt; &amp; done" in page
 
