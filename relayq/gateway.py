@@ -62,7 +62,7 @@ from relayq.client import Client, job_status_from_hash
 from relayq.connection import REDIS_ERRORS
 from relayq.gateway_auth import ApiKeys
 from relayq.gateway_hub import Entry, StreamHub
-from relayq.gateway_pricing import Price, estimate_cost, price_of, price_table
+from relayq.pricing import Price, estimate_cost, price_of, price_table
 from relayq.schemas.constants import JOBS_INDEX, job_key
 from relayq.schemas.events import TokenUsage
 from relayq.schemas.jobs import ChatJob, ComputerUseJob, _JobBase

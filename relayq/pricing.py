@@ -1,4 +1,5 @@
-"""Cost estimates for the dashboard: a small per-model price table in USD per million tokens.
+"""Cost estimates for the dashboard, `relayq watch` and `relayq jobs`: a small per-model price
+table in USD per million tokens. Producer-safe (pydantic only).
 
 Estimates only: list prices as published for each model family (5-minute cache writes), matched
 by the longest model-name prefix; an unknown model is priced like Sonnet. `RELAYQ_PRICES` (JSON:
