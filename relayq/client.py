@@ -45,9 +45,11 @@ from relayq.schemas.constants import (
     events_key,
     job_key,
 )
-from relayq.schemas.events import Event, TokenUsage, is_terminal, parse_event
+from relayq.schemas.events import Event, is_terminal, parse_event
 from relayq.schemas.jobs import ChatJob, _JobBase
 from relayq.schemas.settings import Settings
+from relayq.schemas.status import STATUS_FIELDS, job_status_from_hash
+from relayq.schemas.status import JobStatus as JobStatus  # re-exported: relayq.JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -77,20 +79,6 @@ class Submitted:
 class StreamEntry:
     id: str
     event: Event
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    id: str
-    kind: str
-    model: str
-    status: str
-    attempt: int
-    created_ms: int
-    started_ms: int | None
-    finished_ms: int | None
-    usage: TokenUsage | None
-    tenant: str
 
 
 class Client:
@@ -224,10 +212,13 @@ class Client:
 
     async def status(self, job_id: str) -> JobStatus:
         with _redis_errors_translated():
-            fields: dict[bytes, bytes] = await self._redis.hgetall(job_key(job_id))  # type: ignore[misc]
+            values: list[bytes | None] = await self._redis.hmget(  # type: ignore[misc]
+                job_key(job_id), list(STATUS_FIELDS)
+            )
+        fields = {k: v.decode() for k, v in zip(STATUS_FIELDS, values, strict=True) if v}
         if not fields:
             raise JobNotFound(job_id)
-        return job_status_from_hash(job_id, {k.decode(): v.decode() for k, v in fields.items()})
+        return job_status_from_hash(job_id, fields)
 
     async def recent(self, *, limit: int = 50, before_ms: int | None = None) -> list[JobStatus]:
         """Most recent jobs first; page with `before_ms` = the last one's created_ms."""
@@ -246,29 +237,3 @@ class Client:
         except ValidationError as e:
             raise InvalidJob(str(e)) from e
         return await self.submit(job)
-
-
-def job_status_from_hash(job_id: str, f: dict[str, str]) -> JobStatus:
-    """A job's status from its `relayq:{<id>}:job` hash fields (tolerating missing or bad ones:
-    the hash may have been written by another producer)."""
-
-    def opt_int(name: str) -> int | None:
-        value = f.get(name)
-        return int(value) if value and value.lstrip("-").isdigit() else None
-
-    usage: TokenUsage | None = None
-    if f.get("usage"):
-        with contextlib.suppress(ValueError):
-            usage = TokenUsage.model_validate_json(f["usage"])
-    return JobStatus(
-        id=job_id,
-        kind=f.get("kind", ""),
-        model=f.get("model", ""),
-        status=f.get("status", "unknown"),
-        attempt=opt_int("attempt") or 0,
-        created_ms=opt_int("created_ms") or 0,
-        started_ms=opt_int("started_ms"),
-        finished_ms=opt_int("finished_ms"),
-        usage=usage,
-        tenant=f.get("tenant", ""),
-    )

@@ -17,9 +17,12 @@ from pydantic import (
     Field,
     JsonValue,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
+
+from relayq.schemas.validation import error_text
 
 ENVELOPE_VERSION: Literal[1] = 1
 DEFAULT_MODEL = "claude-sonnet-4-6"
@@ -150,7 +153,7 @@ class ChatJob(_JobBase):
         if isinstance(self.tool_choice, NamedToolChoice) and self.tool_choice.name not in {
             t.name for t in self.tools
         }:
-            raise ValueError(f"tool_choice names unknown tool {self.tool_choice.name!r}")
+            raise ValueError("tool_choice names an unknown tool (one not in `tools`)")
         if len({t.name for t in self.tools}) != len(self.tools):
             raise ValueError("tool names must be unique")
         return self
@@ -172,7 +175,9 @@ class ChatJob(_JobBase):
         try:
             ChatContext.from_dict(dict(messages))
         except Exception as e:
-            raise ValueError(f"messages is not a valid ChatContext: {e}") from e
+            # the ChatContext's own message would quote the messages: say where, not what
+            detail = error_text(e) if isinstance(e, ValidationError) else type(e).__name__
+            raise ValueError(f"messages is not a valid ChatContext: {detail}") from e
         return messages
 
 
@@ -245,7 +250,7 @@ def parse_job(raw: str | bytes) -> _JobBase:
     kind = data.get("kind", "chat")
     model = JOB_KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
-        raise ValueError(f"unknown job kind {kind!r}; expected one of {sorted(JOB_KINDS)}")
+        raise ValueError(f"unknown job kind; expected one of {sorted(JOB_KINDS)}")
     try:
         return model.model_validate_json(raw)
     except RecursionError as e:

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from relayq.client import Client
 from relayq.gateway import create_app, serve_in_thread
-from relayq.gateway_auth import ApiKeys
+from relayq.gateway.auth import ApiKeys
 from relayq.pricing import estimate_cost, price_of, price_table
 from relayq.schemas.events import TokenUsage, parse_event
 from relayq.schemas.settings import Settings

@@ -1,7 +1,8 @@
 """API keys of the HTTP gateway: `RELAYQ_API_KEYS=tenant:key,tenant2:key2`; each key is a tenant.
 
 Keys are kept only as SHA-256 digests and compared in constant time; nothing here logs or
-repeats a key, even in error messages about a malformed list.
+repeats a key, even in error messages about a malformed list. `Tenant` is the dependency that
+turns a request's `Authorization: Bearer <key>` into its tenant, or a 401.
 """
 
 from __future__ import annotations
@@ -9,6 +10,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from relayq.gateway.problems import ProblemError
+from relayq.gateway.state import state_of
 
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MIN_KEY_LENGTH = 8
@@ -57,3 +65,26 @@ class ApiKeys:
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8", errors="surrogateescape")).digest()
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from RELAYQ_API_KEYS.")
+
+
+async def _tenant(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> str:
+    state = state_of(request)
+    tenant = state.keys.tenant_of(credentials.credentials) if credentials else None
+    if tenant is None:
+        state.metrics.auth_failures.inc()
+        raise ProblemError(
+            401,
+            "Unauthorized",
+            "send a valid API key as `Authorization: Bearer <key>`",
+            headers={"WWW-Authenticate": 'Bearer realm="relayq"'},
+        )
+    return tenant
+
+
+Tenant = Annotated[str, Depends(_tenant)]

@@ -1,0 +1,3 @@
+from relayq.gateway.server import main
+
+main()
