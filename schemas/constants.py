@@ -40,6 +40,11 @@ def wake_channel(queue: str) -> str:
     return f"{queue}:wake"
 
 
+def in_progress_key(job_id: str) -> str:
+    """arq's lease on a running job (claim.lua sets it, the worker's heartbeat renews it)."""
+    return f"arq:in-progress:{job_id}"
+
+
 def worker_key(worker_id: str) -> str:
     """A live worker's description (JSON), expiring a few heartbeats after it stops."""
     return f"relayq:worker:{worker_id}"

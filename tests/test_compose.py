@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from relayq.cli import _parser
+from relayq.cli.parser import build_parser
 from relayq.schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def test_the_compose_file_defines_redis_with_aof_and_our_services() -> None:
 def test_each_service_runs_a_command_our_cli_accepts(service: str) -> None:
     command = OURS[service]["command"]
     argv = command if isinstance(command, list) else shlex.split(command)
-    parsed = _parser().parse_args(argv)
+    parsed = build_parser().parse_args(argv)
     assert callable(parsed.handler)
 
 

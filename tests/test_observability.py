@@ -110,5 +110,5 @@ async def test_status_and_jobs_commands_show_workers_and_recent_jobs(
     described = json.loads(status.stdout)
     assert any("chat" in ",".join(w["queues"]) for w in described["workers"])
     assert set(described["queues"]) == {"chat", "computer"}
-    listed = [json.loads(line) for line in jobs.stdout.splitlines()]
+    listed = json.loads(jobs.stdout)
     assert any(j["id"] == job.id and j["status"] == "done" for j in listed)

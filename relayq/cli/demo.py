@@ -19,14 +19,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from rich.console import Console
-
+from relayq.cli.terminal import DIM, style, styled
+from relayq.cli.watch import watch
 from relayq.client import Client
 from relayq.embedded_redis import EmbeddedRedis
 from relayq.schemas.jobs import ChatJob, ComputerUseJob, ConnOptions
 from relayq.schemas.settings import Settings
 from relayq.static_server import serve_directory
-from relayq.watch import watch_live
 from relayq.workers.runtime import SIMULATOR_API_KEY
 
 REPLAY_PATH = Path("relayq-demo-replay.html")
@@ -37,8 +36,15 @@ def browser_installed() -> bool:
     return importlib.util.find_spec("playwright") is not None
 
 
+def say(text: str, *codes: str) -> None:
+    print(style(text, *codes, enabled=styled(sys.stdout)), flush=True)
+
+
+def rule(title: str) -> None:
+    say(f"── {title} " + "─" * max(0, 76 - len(title)), DIM)
+
+
 def run_demo(*, prompt: str) -> int:
-    console = Console()
     use_real_api = bool(os.environ.get("ANTHROPIC_API_KEY")) and not os.environ.get(
         "ANTHROPIC_BASE_URL"
     )
@@ -47,50 +53,41 @@ def run_demo(*, prompt: str) -> int:
         _api(use_real_api) as (base_url, api_key),
         serve_directory() as site,
     ):
-        console.print(f"[dim]embedded Redis at {redis.url}[/]")
-        console.print(
-            "[dim]Anthropic API: "
-            + (
-                "the real one (ANTHROPIC_API_KEY is set)"
-                if use_real_api
-                else f"simulator at {base_url}"
-            )
-            + "[/]"
+        say(f"embedded Redis at {redis.url}", DIM)
+        api = (
+            "the real one (ANTHROPIC_API_KEY is set)"
+            if use_real_api
+            else f"simulator at {base_url}"
         )
+        say(f"Anthropic API: {api}", DIM)
         env = {**os.environ, "RELAYQ_REDIS_URL": redis.url, "ANTHROPIC_API_KEY": api_key}
         if base_url:
             env["ANTHROPIC_BASE_URL"] = base_url
         queues = "chat,computer" if browser_installed() else "chat"
-        with _worker(env, queues, console):
-            return asyncio.run(
-                _jobs(redis.url, prompt, site, simulated=not use_real_api, console=console)
-            )
+        with _worker(env, queues):
+            return asyncio.run(_jobs(redis.url, prompt, site, simulated=not use_real_api))
 
 
-async def _jobs(
-    redis_url: str, prompt: str, site: str, *, simulated: bool, console: Console
-) -> int:
+async def _jobs(redis_url: str, prompt: str, site: str, *, simulated: bool) -> int:
     async with Client(redis_url, settings=Settings(redis_url=redis_url)) as client:
         job = ChatJob(prompt=prompt, system="You are concise.", max_tokens=300)
         await client.submit(job)
-        console.rule(f"chat job {job.id}")
-        code = await watch_live(client, job.id, "0", console)
+        rule(f"chat job {job.id}")
+        code = await watch(client, job.id)
         if simulated and code == 0:
             flaky = ChatJob(
                 prompt="[[sim:fail=529]] Same question, but the API is overloaded at first.",
                 conn_options=ConnOptions(retry_interval=0.2),
             )
             await client.submit(flaky)
-            console.rule(f"chat job {flaky.id}: a 529 first, then a retry")
-            code = await watch_live(client, flaky.id, "0", console)
+            rule(f"chat job {flaky.id}: a 529 first, then a retry")
+            code = await watch(client, flaky.id)
         if code != 0:
             return code
         if not browser_installed():
-            console.print(
-                "computer use skipped: Playwright is not installed (pip install 'relayq[browser]')"
-            )
+            say("computer use skipped: Playwright is not installed (pip install 'relayq[browser]')")
             return 0
-        from relayq.replay import write_replay
+        from relayq.replay.files import write_replay
 
         computer = ComputerUseJob(
             task=("[[sim:plan=signup]] " if simulated else "")
@@ -100,10 +97,10 @@ async def _jobs(
             max_steps=15,
         )
         await client.submit(computer)
-        console.rule(f"computer-use job {computer.id}: Claude drives a real Chromium")
-        code = await watch_live(client, computer.id, "0", console)
+        rule(f"computer-use job {computer.id}: Claude drives a real Chromium")
+        code = await watch(client, computer.id)
         replay = await write_replay(client, computer.id, REPLAY_PATH)
-        console.print(f"replay of the computer-use job: [bold]{replay.resolve()}[/]")
+        say(f"replay of the computer-use job: {replay.resolve()}")
         return code
 
 
@@ -119,7 +116,7 @@ def _api(real: bool) -> Iterator[tuple[str | None, str]]:
 
 
 @contextlib.contextmanager
-def _worker(env: dict[str, str], queues: str, console: Console) -> Iterator[None]:
+def _worker(env: dict[str, str], queues: str) -> Iterator[None]:
     process = subprocess.Popen(
         [sys.executable, "-m", "relayq", "worker", "--queues", queues],
         env={**env, "RELAYQ_LOG_LEVEL": "WARNING"},
@@ -131,7 +128,7 @@ def _worker(env: dict[str, str], queues: str, console: Console) -> Iterator[None
         ready = process.stdout.readline()
         if "ready" not in ready:
             raise RuntimeError("the worker did not start; see the messages above")
-        console.print(f"[dim]{ready.strip()} (pid {process.pid})[/]")
+        say(f"{ready.strip()} (pid {process.pid})", DIM)
         yield
     finally:
         process.send_signal(signal.SIGTERM)

@@ -1,0 +1,3 @@
+from relayq.cli.entry import main
+
+main()

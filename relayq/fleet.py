@@ -1,0 +1,171 @@
+"""What the fleet is doing, read from Redis: queue depth and a job's place in its queue, and the
+workers alive. Producer-safe (redis + the key names of relayq.schemas.constants): `relayq
+status`, `relayq watch` and the gateway share it.
+
+A queue holds three kinds of jobs: waiting (due, and nobody's lease on it), running (due, leased
+by a worker) and delayed (due later: a retry's backoff, or a deferred job). Depth is the
+waiting ones; running jobs are counted apart, whether or not the key layout keeps them in the
+queue.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from relayq.schemas.constants import (
+    EVENT_FIELD,
+    QUEUES,
+    WORKERS_PATTERN,
+    events_key,
+    in_progress_key,
+)
+from relayq.schemas.events import Error, ErrorInfo, parse_event
+
+_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    name: str
+    key: str
+    waiting: int
+    running: int
+    delayed: int
+    oldest_wait_s: float
+    """How long the oldest waiting job has been due (0.0 when none waits)."""
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    """Queue names (`chat`, `computer`), not keys."""
+    running: tuple[str, ...]
+    seen_s_ago: float
+    browser_contexts: int | None
+
+    def serves(self, queue: str) -> bool:
+        return queue in self.queues
+
+
+def queue_name_of(key: str) -> str:
+    """`chat` for the chat queue's key; the key itself when it is no queue of ours."""
+    for name, queue_key in QUEUES.items():
+        if queue_key == key:
+            return name
+    return key
+
+
+async def queue_depth(redis: Redis, name: str) -> QueueDepth:
+    key = QUEUES[name]
+    now_ms = time.time() * 1000
+    total: int = await redis.zcard(key)
+    due = await _due(redis, key, now_ms)
+    leased = await _leased(redis, [job_id for job_id, _ in due])
+    waiting = [score for (job_id, score) in due if job_id not in leased]
+    return QueueDepth(
+        name=name,
+        key=key,
+        waiting=len(waiting),
+        running=len(leased),
+        delayed=total - len(due),
+        oldest_wait_s=round((now_ms - min(waiting)) / 1000, 3) if waiting else 0.0,
+    )
+
+
+async def queue_position(redis: Redis, name: str, job_id: str) -> int | None:
+    """1 when `job_id` is the next waiting job a worker of queue `name` takes; None when it
+    is not waiting there (running, delayed, finished, or on another queue)."""
+    key = QUEUES[name]
+    score = await redis.zscore(key, job_id)
+    if score is None or score > time.time() * 1000:
+        return None
+    ahead: list[str] = []
+    for member, _ in await _due(redis, key, score):
+        if member == job_id:
+            break
+        ahead.append(member)
+    leased = await _leased(redis, [*ahead, job_id])
+    if job_id in leased:
+        return None
+    return 1 + sum(1 for member in ahead if member not in leased)
+
+
+async def live_workers(redis: Redis) -> list[WorkerInfo]:
+    """Every worker whose self-description has not expired (it is refreshed by the worker's
+    heartbeat and lapses a few heartbeats after the worker stops)."""
+    keys = [key async for key in redis.scan_iter(match=WORKERS_PATTERN, count=500)]
+    raws = await redis.mget(keys) if keys else []
+    now = time.time()
+    workers = []
+    for raw in raws:
+        if not raw:
+            continue
+        try:
+            described = json.loads(raw)
+            browser = described.get("browser") or {}
+            workers.append(
+                WorkerInfo(
+                    id=str(described["id"]),
+                    host=str(described.get("host", "")),
+                    pid=int(described.get("pid", 0)),
+                    queues=tuple(queue_name_of(str(q)) for q in described.get("queues", [])),
+                    running=tuple(str(j) for j in described.get("running", [])),
+                    seen_s_ago=round(max(0.0, now - float(described.get("ts", now))), 1),
+                    browser_contexts=browser.get("contexts_live"),
+                )
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # another version's description: not ours to read
+    return sorted(workers, key=lambda w: w.id)
+
+
+async def final_errors(redis: Redis, job_ids: list[str]) -> dict[str, ErrorInfo]:
+    """What failed, for those of `job_ids` whose stream ends with an `error` event."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.xrevrange(events_key(job_id), count=1)
+        lasts = await pipe.execute()
+    errors: dict[str, ErrorInfo] = {}
+    for job_id, last in zip(job_ids, lasts, strict=True):
+        if not last:
+            continue
+        try:
+            event = parse_event(last[0][1][EVENT_FIELD.encode()])
+        except (KeyError, ValueError):
+            continue
+        if isinstance(event, Error):
+            errors[job_id] = event.error
+    return errors
+
+
+async def _due(redis: Redis, key: str, until_ms: float) -> list[tuple[str, float]]:
+    """Members due by `until_ms`, oldest first (the order workers claim them in)."""
+    members: list[tuple[str, float]] = []
+    offset = 0
+    while True:
+        page = await redis.zrangebyscore(
+            key, "-inf", until_ms, start=offset, num=_PAGE, withscores=True
+        )
+        members += [(m.decode() if isinstance(m, bytes) else str(m), s) for m, s in page]
+        if len(page) < _PAGE:
+            return members
+        offset += _PAGE
+
+
+async def _leased(redis: Redis, job_ids: list[str]) -> set[str]:
+    leased: set[str] = set()
+    for start in range(0, len(job_ids), _PAGE):
+        chunk = job_ids[start : start + _PAGE]
+        async with redis.pipeline(transaction=False) as pipe:
+            for job_id in chunk:
+                pipe.exists(in_progress_key(job_id))
+            found = await pipe.execute()
+        leased.update(job_id for job_id, n in zip(chunk, found, strict=True) if n)
+    return leased
