@@ -3,11 +3,7 @@ traceback. Exit code 2 for usage and configuration errors, 1 for everything else
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
 from relayq.errors import InvalidJob, JobNotFound, NotConfigured, RedisUnavailable, RelayqError
-
-MAX_LISTED_PROBLEMS = 3
 
 
 class CliError(Exception):
@@ -44,18 +40,6 @@ def explain(error: BaseException) -> CliError | None:
         case RelayqError():
             return CliError(one_line(str(error)))
     return None
-
-
-def describe_validation(error: ValidationError) -> str:
-    """`prompt: Input should be a valid string; max_tokens: ...`: where and what, never the
-    input values (they may be secrets)."""
-    problems = []
-    for problem in error.errors(include_input=False, include_url=False):
-        where = ".".join(str(part) for part in problem["loc"]) or "the job"
-        problems.append(f"{where}: {problem['msg']}")
-    more = len(problems) - MAX_LISTED_PROBLEMS
-    listed = "; ".join(problems[:MAX_LISTED_PROBLEMS])
-    return listed + (f" (and {more} more)" if more > 0 else "")
 
 
 def one_line(text: str) -> str:

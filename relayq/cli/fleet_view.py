@@ -79,20 +79,13 @@ def warnings(depths: list[QueueDepth], workers: list[WorkerInfo]) -> list[str]:
 
 
 def job_json(job: JobStatus, error: ErrorInfo | None, prices: dict[str, Price]) -> dict[str, Any]:
+    """The job's status (relayq.schemas.status) with what a person asks next: when, how long,
+    how much, and why it failed."""
     return {
-        "id": job.id,
-        "kind": job.kind,
-        "model": job.model,
-        "status": job.status,
-        "attempt": job.attempt,
-        "tenant": job.tenant,
+        **job.model_dump(mode="json"),
         "created": _iso(job.created_ms),
-        "created_ms": job.created_ms,
-        "started_ms": job.started_ms,
-        "finished_ms": job.finished_ms,
-        "queue_wait_s": _seconds(job.created_ms, job.started_ms),
-        "duration_s": _seconds(job.started_ms, job.finished_ms),
-        "usage": job.usage.model_dump() if job.usage else None,
+        "queue_wait_s": _seconds(job.queue_wait_ms),
+        "duration_s": _seconds(job.run_ms),
         "cost_usd": estimate_cost(job.model, job.usage, prices) if job.usage else None,
         "error": error.model_dump(exclude_none=True) if error else None,
     }
@@ -180,10 +173,8 @@ def _iso(ms: int) -> str | None:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat() if ms else None
 
 
-def _seconds(start_ms: int | None, end_ms: int | None) -> float | None:
-    if not start_ms or not end_ms:
-        return None
-    return round(max(0, end_ms - start_ms) / 1000, 3)
+def _seconds(ms: int | None) -> float | None:
+    return None if ms is None else round(ms / 1000, 3)
 
 
 def _span(seconds: float | None) -> str:

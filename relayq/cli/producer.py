@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from relayq.cli.connection import open_client
-from relayq.cli.errors import UsageError, describe_validation
+from relayq.cli.errors import UsageError
 from relayq.cli.watch import watch
 from relayq.cli.watch_state import QueuePlace
 from relayq.cli.watch_view import no_worker_line
@@ -21,6 +21,7 @@ from relayq.client import Client
 from relayq.fleet import live_workers
 from relayq.schemas.jobs import ChatJob, ComputerUseJob, _JobBase
 from relayq.schemas.settings import Settings
+from relayq.schemas.validation import error_text
 
 _KIND_QUEUE = {"chat": "chat", "computer_use": "computer"}
 
@@ -135,7 +136,7 @@ def _validated(model: type[_JobBase], fields: dict[str, Any], path: Path | None)
         return model.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as e:
         where = f"invalid job file {path}" if path is not None else "invalid job"
-        raise UsageError(f"{where}: {describe_validation(e)}") from e
+        raise UsageError(f"{where}: {error_text(e)}") from e
 
 
 async def _submit(job: _JobBase) -> int:
