@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -30,14 +30,22 @@ def retry_policy() -> Retry:
     return Retry(EqualJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), retries=RETRIES)
 
 
-def connect(url: str, **options: Any) -> Redis:
-    """A client for `url` that rides out a restart or a dropped connection."""
-    client: Redis = Redis.from_url(
-        url,
-        retry=retry_policy(),
-        retry_on_error=list(REDIS_ERRORS),
-        socket_keepalive=True,
-        health_check_interval=15,
-        **options,
-    )
+def connect(url: str, *, max_connections: int | None = None, **options: Any) -> Redis:
+    """A client for `url` that rides out a restart or a dropped connection.
+
+    With `max_connections`, the pool is bounded and a caller waits (up to 10 s) for a free
+    connection instead of opening another one.
+    """
+    resilience: dict[str, Any] = {
+        "retry": retry_policy(),
+        "retry_on_error": list(REDIS_ERRORS),
+        "socket_keepalive": True,
+        "health_check_interval": 15,
+    }
+    if max_connections is not None:
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=10, **resilience, **options
+        )
+        return Redis(connection_pool=pool)
+    client: Redis = Redis.from_url(url, **resilience, **options)
     return client

@@ -8,12 +8,10 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.asyncio import Redis
 
 from relayq.client import Client
-from relayq.connection import REDIS_ERRORS
+from relayq.connection import connect
 from relayq.gateway import dashboard, events, jobs, ops
 from relayq.gateway.auth import ApiKeys
 from relayq.gateway.docs import install_openapi
@@ -29,17 +27,7 @@ log = logging.getLogger(__name__)
 
 def _pool(redis_url: str, size: int) -> Redis:
     """A bounded pool (requests wait for a free connection) that rides out Redis restarts."""
-    pool = BlockingConnectionPool.from_url(
-        redis_url,
-        max_connections=size,
-        timeout=10,
-        client_name="relayq-gateway",
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=10),
-        retry_on_error=list(REDIS_ERRORS),
-        socket_keepalive=True,
-        health_check_interval=15,
-    )
-    return Redis(connection_pool=pool)
+    return connect(redis_url, max_connections=size, client_name="relayq-gateway")
 
 
 def create_app(settings: Settings, *, redis_url: str) -> FastAPI:
