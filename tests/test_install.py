@@ -157,7 +157,7 @@ APP_WITH_ITS_OWN_PACKAGES = {
 }
 
 
-def test_the_producer_install_is_redis_and_pydantic_and_runs_beside_an_apps_own_packages(
+def test_the_producer_install_is_redis_and_pydantic_and_submits_watches_and_cancels(
     wheel: Path, tmp_path: Path, redis_url: str, worker: WorkerProcess
 ) -> None:
     bin_dir = new_venv(tmp_path / "venv", str(wheel))
@@ -180,6 +180,30 @@ def test_the_producer_install_is_redis_and_pydantic_and_runs_beside_an_apps_own_
     assert result["text"].startswith("Simulated reply to: Hello from an app")
     assert result["app_schemas"] is True
     assert result["heavy"] == []
+
+    cli_env = {**os.environ, "RELAYQ_REDIS_URL": redis_url, "NO_COLOR": "1"}
+    cli_env.pop("PYTHONPATH", None)
+
+    def relayq(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(bin_dir / "relayq"), *args],
+            cwd=app,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    submitted = relayq("submit", "chat", "--prompt", "Hello from the producer CLI")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    watched = relayq("watch", "--json", job_id)
+    assert watched.returncode == 0, watched.stderr
+    events = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert events[-1]["type"] == "done"
+    assert "Hello from the producer CLI" in "".join(e.get("text", "") for e in events)
+    cancelled = relayq("cancel", job_id)
+    assert cancelled.returncode == 0, cancelled.stderr
 
 
 def test_relayq_and_the_pypi_llm_cli_install_side_by_side(wheel: Path, tmp_path: Path) -> None:
