@@ -188,6 +188,7 @@ def load_test(
             env=base_env(
                 RELAYQ_REDIS_URL=redis.url,
                 RELAYQ_API_KEYS=f"bench:{API_KEY}",
+                RELAYQ_GATEWAY_SUBMIT_RATE="0",  # the load test submits all its jobs at once
                 RELAYQ_LOG_LEVEL="WARNING",
             ),
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -44,16 +45,19 @@ from relayq.schemas.constants import (
     cancel_key,
     events_key,
     job_key,
+    tenant_jobs_key,
 )
 from relayq.schemas.events import Event, is_terminal, parse_event
 from relayq.schemas.jobs import ChatJob, _JobBase
 from relayq.schemas.settings import Settings
 from relayq.schemas.status import STATUS_FIELDS, job_status_from_hash
 from relayq.schemas.status import JobStatus as JobStatus  # re-exported: relayq.JobStatus
+from relayq.schemas.validation import error_text
 
 logger = logging.getLogger(__name__)
 
 ARQ_JOB_TTL_MS = 24 * 3600 * 1000
+RECENT_INDEX_MS = 7 * 24 * 3600 * 1000
 _FUNCTIONS = {"chat": "chat", "computer_use": "computer_use"}
 _QUEUE_OF_KIND = {"chat": "chat", "computer_use": "computer"}
 
@@ -148,7 +152,18 @@ class Client:
                 tenant,
             ],
         )
+        if created:
+            await self._index_for_tenant(job.id, tenant)
         return Submitted(id=job.id, created=bool(created), status=status.decode())
+
+    async def _index_for_tenant(self, job_id: str, tenant: str) -> None:
+        """The tenant's own recent-jobs index, which the gateway lists (7 days, like the shared
+        one): no other tenant's jobs can crowd it."""
+        now_ms = int(time.time() * 1000)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zadd(tenant_jobs_key(tenant), {job_id: now_ms})
+        pipe.zremrangebyscore(tenant_jobs_key(tenant), "-inf", now_ms - RECENT_INDEX_MS)
+        await pipe.execute()
 
     async def events(
         self, job_id: str, after: str = "0", *, block_ms: int = 5000
@@ -235,5 +250,5 @@ class Client:
         try:
             job = ChatJob.model_validate({"prompt": prompt, **fields})
         except ValidationError as e:
-            raise InvalidJob(str(e)) from e
+            raise InvalidJob(error_text(e)) from e
         return await self.submit(job)

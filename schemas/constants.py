@@ -35,6 +35,16 @@ def blob_key(job_id: str, n: int) -> str:
     return f"relayq:{{{job_id}}}:blob:{n}"
 
 
+def tenant_jobs_key(tenant: str) -> str:
+    """The tenant's own recent-jobs index (zset: job id -> created ms); "" is no tenant."""
+    return f"relayq:tenant:{{t:{tenant}}}:jobs"
+
+
+def tenant_limits_key(tenant: str) -> str:
+    """The gateway's submit rate bucket and daily quota count of a tenant (hash)."""
+    return f"relayq:tenant:{{t:{tenant}}}:limits"
+
+
 def wake_channel(queue: str) -> str:
     """Published to by the enqueue script so that idle workers start the job at once."""
     return f"{queue}:wake"

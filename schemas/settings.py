@@ -102,6 +102,21 @@ class Settings(BaseModel):
     gateway_max_body_bytes: int = Field(
         default=MAX_JOB_BYTES + 65_536, ge=1024, description="Largest request body accepted."
     )
+    gateway_submit_rate: float = Field(
+        default=10.0, ge=0, description="Submits per second a tenant may sustain (0: no limit)."
+    )
+    gateway_submit_burst: int = Field(
+        default=100, ge=1, description="Submits a tenant may make at once above that rate."
+    )
+    gateway_daily_quota: int = Field(
+        default=10_000, ge=0, description="Jobs a tenant may create per UTC day (0: no quota)."
+    )
+    gateway_local_tenant: str = Field(
+        default="local",
+        pattern=r"^[A-Za-z0-9_.-]{0,64}$",
+        description="The tenant of RELAYQ_API_KEYS that owns the jobs submitted without one "
+        "(CLI, Python client), so they show in the dashboard. Empty: no tenant does.",
+    )
     prices: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description='Cost table additions, USD per MTok: {"prefix": {"input": .., "output": .., '

@@ -24,6 +24,7 @@ from relayq.connection import REDIS_ERRORS
 from relayq.schemas.constants import cancel_key, events_key, job_key
 from relayq.schemas.events import Cancelled, Error, ErrorInfo, Retry, Started
 from relayq.schemas.jobs import _JobBase, parse_job
+from relayq.schemas.validation import error_text
 from relayq.workers.logs import job_context
 from relayq.workers.metrics import AttemptMetrics
 from relayq.workers.publisher import Fenced, Publisher
@@ -54,7 +55,7 @@ class AttemptContext:
             if not isinstance(job, kind):
                 raise ValueError(f"this queue runs {kind.__name__}s, not {type(job).__name__}s")
         except ValueError as e:
-            error = ErrorInfo(type="invalid_request", message=str(e))
+            error = ErrorInfo(type="invalid_request", message=error_text(e))
             await self.publisher.finish(Error(job_id=self.job_id, attempt=self.number, error=error))
             return None
         self.metrics.model = job.model

@@ -18,6 +18,8 @@ export const DEFAULT_MODEL = "claude-sonnet-4-6";
 export const jobKey = (id) => `relayq:{${id}}:job`;
 export const eventsKey = (id) => `relayq:{${id}}:events`;
 export const newJobId = () => `job_${randomBytes(12).toString("hex")}`;
+/** The id a tenant's job has in Redis (CONTRACT.md, HTTP): the gateway shows the tenant `id`. */
+export const storedId = (tenant, id) => (tenant ? `${tenant}::${id}` : id);
 
 // ------------------------------------------------------------------ Redis: enqueue with Lua
 
@@ -35,10 +37,14 @@ export class RedisProducer {
     this.sha = null;
   }
 
-  /** Enqueues `job` (the job JSON of CONTRACT.md); returns {id, created, status}. */
+  /**
+   * Enqueues `job` (the job JSON of CONTRACT.md) for `tenant`; returns {id, storedId, created,
+   * status}: `id` as the tenant knows it (the gateway's), `storedId` its id in Redis.
+   */
   async enqueue(job, { tenant = "" } = {}) {
     const kind = job.kind ?? "chat";
-    const body = { v: 1, kind, model: DEFAULT_MODEL, ...job, id: job.id ?? newJobId() };
+    const id = job.id ?? newJobId();
+    const body = { v: 1, kind, model: DEFAULT_MODEL, ...job, id: storedId(tenant, id) };
     const queue = QUEUES[kind];
     if (!queue) throw new Error(`unknown job kind ${kind}`);
     const keys = [jobKey(body.id), eventsKey(body.id), `arq:job:${body.id}`, queue, JOBS_INDEX];
@@ -52,7 +58,7 @@ export class RedisProducer {
       if (!String(e.message).includes("NOSCRIPT")) throw e;
       reply = await this.redis.eval(this.source, { keys, arguments: args });
     }
-    return { id: body.id, created: Number(reply[0]) === 1, status: String(reply[1]) };
+    return { id, storedId: body.id, created: Number(reply[0]) === 1, status: String(reply[1]) };
   }
 }
 

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { createClient } from "redis";
 
-import { GatewayClient, RedisProducer, transcript, xreadEvents } from "./client.mjs";
+import { GatewayClient, RedisProducer, storedId, transcript, xreadEvents } from "./client.mjs";
 
 const env = (name) => {
   const value = process.env[name];
@@ -28,13 +28,15 @@ async function collect(iterator) {
   return out;
 }
 
+// `id` as the tenant (and the gateway) knows it; the events in Redis name the stored id
 async function readBothWays(id) {
   const [viaXread, viaSse] = await Promise.all([
-    collect(xreadEvents(reader, id)),
+    collect(xreadEvents(reader, storedId(tenant, id))),
     collect(gateway.events(id)),
   ]);
   assert.deepEqual(viaSse.map((e) => e.id), viaXread.map((e) => e.id), "same stream ids");
-  assert.deepEqual(viaSse.map((e) => e.event), viaXread.map((e) => e.event), "same events");
+  assert.deepEqual(viaSse.map((e) => e.event), viaXread.map((e) => ({ ...e.event, job_id: id })),
+    "same events");
   const result = transcript(viaXread.map((e) => e.event));
   assert.equal(result.outcome, "done");
   assert.ok(result.text.length > 0, "the job produced text");
@@ -49,7 +51,7 @@ try {
   assert.equal(lua.created, true);
   const again = await producer.enqueue({ id: lua.id, prompt: luaPrompt, max_tokens: 200 }, { tenant });
   assert.equal(again.created, false);
-  results.push({ path: "lua", id: lua.id, prompt: luaPrompt, ...(await readBothWays(lua.id)) });
+  results.push({ path: "lua", id: lua.storedId, prompt: luaPrompt, ...(await readBothWays(lua.id)) });
 
   // 2. HTTP submit with an idempotency key
   const httpPrompt = "[[sim:tokens=24 rate=400]] Hello from Node via HTTP";
@@ -59,7 +61,8 @@ try {
   const replayed = await gateway.submit({ kind: "chat", prompt: httpPrompt, system: "Be brief." },
     { idempotencyKey: `node-${lua.id}` });
   assert.equal(replayed.id, submitted.id);
-  results.push({ path: "http", id: submitted.id, prompt: httpPrompt, ...(await readBothWays(submitted.id)) });
+  results.push({ path: "http", id: storedId(tenant, submitted.id), prompt: httpPrompt,
+    ...(await readBothWays(submitted.id)) });
 
   const status = await gateway.status(submitted.id);
   assert.equal(status.status, "done");

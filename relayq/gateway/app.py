@@ -12,10 +12,11 @@ from redis.asyncio import Redis
 
 from relayq.client import Client
 from relayq.connection import connect
-from relayq.gateway import dashboard, events, jobs, ops
+from relayq.gateway import auth, dashboard, docs, events, fleet, jobs, ops
 from relayq.gateway.auth import ApiKeys
 from relayq.gateway.docs import install_openapi
 from relayq.gateway.hub import Entry, StreamHub
+from relayq.gateway.limits import SubmitLimits
 from relayq.gateway.metrics import GatewayMetrics, RequestMetrics
 from relayq.gateway.problems import Problem, install_problem_handlers
 from relayq.gateway.state import GatewayState
@@ -51,6 +52,7 @@ def create_app(settings: Settings, *, redis_url: str) -> FastAPI:
         pool = _pool(redis_url, settings.gateway_pool_size)
         state.pool = pool
         state.client = Client(redis=pool, settings=settings)
+        state.limits = SubmitLimits(pool, settings)
         metrics = state.metrics
 
         def on_read(entry: Entry, received: float) -> None:
@@ -69,7 +71,7 @@ def create_app(settings: Settings, *, redis_url: str) -> FastAPI:
         try:
             yield
         finally:
-            state.hub = state.client = state.pool = None
+            state.hub = state.client = state.pool = state.limits = None
             await hub.aclose()
             await pool.aclose()
             await pool.connection_pool.disconnect()
@@ -79,14 +81,19 @@ def create_app(settings: Settings, *, redis_url: str) -> FastAPI:
         version="1",
         summary="Submit Claude chat and computer-use jobs, follow their events, cancel them.",
         lifespan=lifespan,
+        docs_url=None,  # relayq.gateway.docs serves /docs without third-party scripts
+        redoc_url=None,
         responses={401: {"model": Problem, "description": "No valid API key"}},
     )
     app.state.relayq = state
     install_problem_handlers(app)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
+    app.include_router(auth.router)
     app.include_router(jobs.router)
+    app.include_router(fleet.router)
     app.include_router(events.router)
     app.include_router(ops.router)
     app.include_router(dashboard.router)
+    app.include_router(docs.router)
     install_openapi(app, gateway.__doc__ or "")
     return app

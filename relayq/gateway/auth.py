@@ -1,8 +1,8 @@
 """API keys of the HTTP gateway: `RELAYQ_API_KEYS=tenant:key,tenant2:key2`; each key is a tenant.
 
 Keys are kept only as SHA-256 digests and compared in constant time; nothing here logs or
-repeats a key, even in error messages about a malformed list. `Tenant` is the dependency that
-turns a request's `Authorization: Bearer <key>` into its tenant, or a 401.
+repeats a key, even in error messages about a malformed list. `Authenticated` is the dependency that
+turns a request's `Authorization: Bearer <key>` into its `Caller` (the tenant), or a 401.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ import hmac
 import re
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
 
 from relayq.gateway.problems import ProblemError
 from relayq.gateway.state import state_of
+from relayq.gateway.tenancy import Caller, caller_of
 
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MIN_KEY_LENGTH = 8
@@ -70,10 +72,10 @@ def _digest(key: str) -> bytes:
 _bearer = HTTPBearer(auto_error=False, description="An API key from RELAYQ_API_KEYS.")
 
 
-async def _tenant(
+async def _caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-) -> str:
+) -> Caller:
     state = state_of(request)
     tenant = state.keys.tenant_of(credentials.credentials) if credentials else None
     if tenant is None:
@@ -84,7 +86,26 @@ async def _tenant(
             "send a valid API key as `Authorization: Bearer <key>`",
             headers={"WWW-Authenticate": 'Bearer realm="relayq"'},
         )
-    return tenant
+    return caller_of(tenant, state.settings.gateway_local_tenant)
 
 
-Tenant = Annotated[str, Depends(_tenant)]
+Authenticated = Annotated[Caller, Depends(_caller)]
+
+
+class Identity(BaseModel):
+    tenant: str
+    local: bool = Field(
+        description="This tenant owns the jobs submitted without a tenant (CLI, Python client)."
+    )
+    local_tenant: str | None = Field(
+        description="The tenant that owns them (RELAYQ_GATEWAY_LOCAL_TENANT), if any."
+    )
+
+
+router = APIRouter(prefix="/v1", tags=["auth"])
+
+
+@router.get("/me", response_model=Identity, summary="The tenant of the key")
+async def whoami(request: Request, caller: Authenticated) -> Identity:
+    local = state_of(request).settings.gateway_local_tenant or None
+    return Identity(tenant=caller.tenant, local=caller.owner == "", local_tenant=local)

@@ -13,11 +13,17 @@ from fastapi.responses import HTMLResponse, Response
 from relayq.gateway.jobs import JobIdPath
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+# the page keeps an API key in local storage: nothing but its own script may run on it
 CSP = (
     "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
-    "style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "style-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'"
 )
-HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 router = APIRouter(include_in_schema=False)
 _template = Template((STATIC_DIR / "dashboard.html").read_text(encoding="utf-8"))

@@ -18,6 +18,9 @@ resume id exactly once whatever the hub was doing meanwhile:
 A subscriber that falls more than `queue_limit` entries behind is dropped by the reader (which
 never waits for anyone) and goes back to step 1 from the last entry it delivered.
 
+When a reader's Redis fails, its subscribers end with `StreamUnavailable` (their callers close
+their responses cleanly and clients resume from the last id), rather than waiting out an outage.
+
 A new job for a reader wakes it out of its blocking `XREAD` through a per-reader wake stream
 included in every read (an `XADD` to it makes the read return at once, with no race between the
 wake and the read being issued).
@@ -47,6 +50,11 @@ log = logging.getLogger(__name__)
 
 StreamPos = tuple[int, int]
 _ZERO: StreamPos = (0, 0)
+_MAX_PART = 2**64 - 1
+
+
+class StreamUnavailable(Exception):
+    """The hub lost Redis while a subscriber waited: resume from the last entry later."""
 
 
 def parse_stream_id(value: str) -> StreamPos:
@@ -59,9 +67,12 @@ def format_stream_id(pos: StreamPos) -> str:
     return f"{pos[0]}-{pos[1]}"
 
 
-def _after(pos: StreamPos) -> str:
-    """The smallest stream id greater than `pos` (an exclusive XRANGE start on any Redis)."""
-    return format_stream_id((pos[0], pos[1] + 1))
+def _after(pos: StreamPos) -> str | None:
+    """The smallest stream id greater than `pos` (an exclusive XRANGE start on any Redis);
+    None when there is none."""
+    if pos[1] < _MAX_PART:
+        return format_stream_id((pos[0], pos[1] + 1))
+    return format_stream_id((pos[0] + 1, 0)) if pos[0] < _MAX_PART else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +104,7 @@ def _entry(raw_id: bytes, fields: dict[bytes, bytes]) -> Entry:
 
 
 class _Subscription:
-    __slots__ = ("items", "job_id", "limit", "overflowed", "ready")
+    __slots__ = ("failed", "items", "job_id", "limit", "overflowed", "ready")
 
     def __init__(self, job_id: str, limit: int) -> None:
         self.job_id = job_id
@@ -101,6 +112,11 @@ class _Subscription:
         self.items: deque[Entry] = deque()
         self.ready = asyncio.Event()
         self.overflowed = False
+        self.failed = False
+
+    def fail(self) -> None:
+        self.failed = True
+        self.ready.set()
 
     def push(self, entry: Entry) -> bool:
         if len(self.items) >= self.limit:
@@ -188,6 +204,9 @@ class _Reader:
                 failures = 0
             except REDIS_ERRORS as e:
                 failures += 1
+                for followed in snapshot.values():
+                    for sub in list(followed.subscribers):
+                        sub.fail()
                 delay = min(0.05 * 2**failures, 2.0)
                 log.warning(
                     "stream reader %d: Redis error (%s); retrying in %.2fs",
@@ -294,7 +313,10 @@ class StreamHub:
         key = events_key(job_id)
         end = format_stream_id(until) if until is not None else "+"
         while True:
-            page = await self.pool.xrange(key, _after(seen), end, count=self.count)
+            start = _after(seen)
+            if start is None:
+                return
+            page = await self.pool.xrange(key, start, end, count=self.count)
             for raw_id, fields in page:
                 entry = _entry(raw_id, fields)
                 seen = entry.pos
@@ -329,6 +351,8 @@ class StreamHub:
                             if entry.terminal:
                                 return
                     while True:
+                        if sub.failed:
+                            raise StreamUnavailable(job_id)
                         if not sub.items and not sub.overflowed:
                             sub.ready.clear()
                             try:

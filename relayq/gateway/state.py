@@ -16,6 +16,7 @@ from relayq.schemas.settings import Settings
 if TYPE_CHECKING:
     from relayq.gateway.auth import ApiKeys
     from relayq.gateway.hub import StreamHub
+    from relayq.gateway.limits import SubmitLimits
     from relayq.gateway.metrics import GatewayMetrics
     from relayq.pricing import Price
 
@@ -30,11 +31,17 @@ class GatewayState:
     pool: Redis | None = None
     client: Client | None = None
     hub: StreamHub | None = None
+    limits: SubmitLimits | None = None
 
     def ready(self) -> tuple[Redis, Client, StreamHub]:
         if self.pool is None or self.client is None or self.hub is None:
             raise ProblemError(503, "Service Unavailable", "the gateway is starting or stopping")
         return self.pool, self.client, self.hub
+
+    def submit_limits(self) -> SubmitLimits:
+        if self.limits is None:
+            raise ProblemError(503, "Service Unavailable", "the gateway is starting or stopping")
+        return self.limits
 
 
 def state_of(request: Request) -> GatewayState:
