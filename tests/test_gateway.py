@@ -25,11 +25,16 @@ from relayq.simulator import scripted_reply
 from relayq.transcript import transcript_of
 from tests.conftest import WorkerProcess
 
-KEYS = {"acme": "key-acme-7f3a9c21", "globex": "key-globex-51be0d84", "local": "key-local-2c9e4b"}
+KEYS = {
+    "acme": "key-acme-7f3a9c21",
+    "globex": "key-globex-51be0d84",
+    "local": "key-local-2c9e4b",  # the jobs without a tenant (CLI, Python)
+    "initech": "key-initech-0a7d51",  # no test submits for it: it has no jobs
+}
 API_KEYS = ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items())
 ACME = {"Authorization": f"Bearer {KEYS['acme']}"}
 GLOBEX = {"Authorization": f"Bearer {KEYS['globex']}"}
-LOCAL = {"Authorization": f"Bearer {KEYS['local']}"}  # the jobs without a tenant (CLI, Python)
+LOCAL = {"Authorization": f"Bearer {KEYS['local']}"}
 JSON = {"content-type": "application/json"}
 
 

@@ -14,7 +14,7 @@ from relayq.client import Client
 from relayq.connection import connect
 from relayq.gateway import auth, dashboard, docs, events, fleet, jobs, ops
 from relayq.gateway.auth import ApiKeys
-from relayq.gateway.docs import install_openapi
+from relayq.gateway.docs import API_DESCRIPTION, install_openapi
 from relayq.gateway.hub import Entry, StreamHub
 from relayq.gateway.limits import SubmitLimits
 from relayq.gateway.metrics import GatewayMetrics, RequestMetrics
@@ -36,8 +36,6 @@ def create_app(settings: Settings, *, redis_url: str) -> FastAPI:
 
     Raises ValueError when no API keys are configured (`RELAYQ_API_KEYS`).
     """
-    from relayq import gateway
-
     spec = settings.api_keys.get_secret_value() if settings.api_keys else ""
     state = GatewayState(
         settings=settings,
@@ -95,5 +93,5 @@ def create_app(settings: Settings, *, redis_url: str) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(dashboard.router)
     app.include_router(docs.router)
-    install_openapi(app, gateway.__doc__ or "")
+    install_openapi(app, API_DESCRIPTION)
     return app

@@ -9,6 +9,7 @@ no script at all, and says so in its Content-Security-Policy.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from typing import Any
 
@@ -25,6 +26,16 @@ CSP = (
     "form-action 'none'; frame-ancestors 'none'"
 )
 METHODS = ("get", "post", "put", "patch", "delete")
+API_DESCRIPTION = """\
+Claude chat and computer-use jobs over HTTP, run by relayq's workers.
+
+Every /v1 request needs `Authorization: Bearer <key>`; the key's tenant sees, follows and
+cancels only its own jobs, under the ids it gave them. Submit with POST /v1/jobs (202 and the
+job's links), follow with GET /v1/jobs/{id}/events (Server-Sent Events: reconnect with
+Last-Event-ID and nothing is lost or repeated), cancel with DELETE /v1/jobs/{id}.
+
+Errors are application/problem+json (RFC 9457). Over the tenant's submit rate or daily quota:
+429 with Retry-After. The job's schema: `Job` below, and CONTRACT.md."""
 
 router = APIRouter(include_in_schema=False)
 
@@ -83,10 +94,7 @@ def _operations(spec: dict[str, Any]) -> list[dict[str, Any]]:
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
             ops.append(
                 {
-                    "anchor": f"{method}-{path}".replace("/", "-")
-                    .strip("-")
-                    .replace("{", "")
-                    .replace("}", ""),
+                    "anchor": re.sub(r"[^a-z0-9_]+", "-", f"{method} {path}".lower()).strip("-"),
                     "method": method,
                     "path": path,
                     "summary": op.get("summary", ""),

@@ -48,6 +48,8 @@
     $("key-input").focus();
   }
 
+  let identity = null;
+
   function showPage() {
     $("key-panel").hidden = true;
     $("forget-key").hidden = false;
@@ -55,9 +57,18 @@
     $(page === "job" ? "job-page" : "jobs-page").hidden = false;
     if (!started) {
       started = true;
+      loadIdentity().catch(() => {});
       if (page === "job") startJobPage();
       else startJobsPage();
     }
+  }
+
+  async function loadIdentity() {
+    const response = await api("/v1/me");
+    if (!response.ok) return;
+    identity = await response.json();
+    $("key-label").textContent = `Tenant ${identity.tenant}` +
+      (identity.local ? " (with the CLI and Python jobs)" : "");
   }
 
   $("key-form").addEventListener("submit", (e) => {
@@ -80,6 +91,26 @@
   const fmtInt = (n) => (n || 0).toLocaleString("en-US");
   const fmtCost = (usd) => `$${(usd || 0).toFixed(usd >= 1 ? 2 : 4)}`;
   const fmtTime = (ms) => (ms ? new Date(ms).toLocaleString() : "—");
+  const fmtClock = (ms) => (ms ? new Date(ms).toLocaleTimeString() : "—");
+
+  function fmtDuration(ms) {
+    if (ms === null || ms === undefined || Number.isNaN(ms)) return "—";
+    if (ms < 1000) return `${Math.round(ms)} ms`;
+    const s = ms / 1000;
+    if (s < 60) return `${s.toFixed(1)} s`;
+    const m = Math.floor(s / 60);
+    if (m < 60) return `${m} m ${String(Math.floor(s % 60)).padStart(2, "0")} s`;
+    return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} m`;
+  }
+
+  const kindLabel = (kind) => (kind === "computer_use" ? "computer use" : kind);
+
+  // running jobs have lasted until now; finished ones from their start to their end
+  function durationOf(job) {
+    if (job.run_ms !== null && job.run_ms !== undefined) return job.run_ms;
+    if (job.started_ms && !job.finished_ms) return Date.now() - job.started_ms;
+    return null;
+  }
 
   function costOf(pricing, usage) {
     if (!pricing || !usage) return 0;
@@ -109,6 +140,12 @@
   // ------------------------------------------------------------------ jobs list
 
   let olderCursor = null;
+  const COLUMNS = ["Job", "Kind", "Status", "Model", "Attempt", "Tokens", "Cost (est.)",
+    "Created", "Duration"];
+
+  function cell(n, props, ...children) {
+    return el("td", { ...props, "data-label": COLUMNS[n] }, ...children);
+  }
 
   function jobRow(job) {
     const usage = job.usage || { prompt_tokens: 0, completion_tokens: 0 };
@@ -116,23 +153,48 @@
     setStatus(status, job.status);
     const link = el("a", { href: job.links.dashboard }, el("code", { text: job.id }));
     return el("tr", { "data-job-id": job.id },
-      el("td", {}, link),
-      el("td", { text: job.kind === "computer_use" ? "computer use" : job.kind }),
-      el("td", {}, status),
-      el("td", { text: job.model }),
-      el("td", { className: "num", text: String(job.attempt) }),
-      el("td", { className: "num", text: fmtInt(usage.prompt_tokens + usage.completion_tokens) }),
-      el("td", { className: "num", text: fmtCost(job.cost_usd) }),
-      el("td", { text: fmtTime(job.created_ms) }));
+      cell(0, {}, link),
+      cell(1, { text: kindLabel(job.kind) }),
+      cell(2, {}, status),
+      cell(3, { text: job.model }),
+      cell(4, { className: "num", text: String(job.attempt) }),
+      cell(5, { className: "num", text: fmtInt(usage.prompt_tokens + usage.completion_tokens) }),
+      cell(6, { className: "num", text: fmtCost(job.cost_usd) }),
+      cell(7, { text: fmtTime(job.created_ms) }),
+      cell(8, { className: "num", text: fmtDuration(durationOf(job)) }));
+  }
+
+  function filterQuery() {
+    const params = new URLSearchParams({ limit: "50" });
+    for (const name of ["q", "status", "kind"]) {
+      const value = $(`filter-${name}`).value.trim();
+      if (value) params.set(name, value);
+    }
+    return params;
+  }
+
+  function filtering() {
+    return ["q", "status", "kind"].some((name) => $(`filter-${name}`).value.trim());
+  }
+
+  function emptyText() {
+    if (filtering()) return "No job matches these filters.";
+    const local = identity && identity.local_tenant;
+    if (identity && identity.local) {
+      return "No jobs yet. Jobs submitted with the CLI or the Python client show here too.";
+    }
+    return "No jobs yet. Jobs submitted with this tenant's key show here. Jobs submitted with " +
+      "the CLI or the Python client have no tenant: they show to the key of the tenant " +
+      (local ? `“${local}”.` : "set as RELAYQ_GATEWAY_LOCAL_TENANT (none is set).");
   }
 
   async function loadJobs() {
-    const response = await api("/v1/jobs?limit=50");
+    const response = await api(`/v1/jobs?${filterQuery()}`);
     if (!response.ok) throw new Error(await problemText(response));
     const body = await response.json();
-    const rows = body.jobs.map(jobRow);
-    if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "8", text: "No jobs yet." })));
-    $("jobs-body").replaceChildren(...rows);
+    $("jobs-body").replaceChildren(...body.jobs.map(jobRow));
+    $("jobs-empty").hidden = body.jobs.length > 0;
+    $("jobs-empty").textContent = body.jobs.length ? "" : emptyText();
     olderCursor = body.next_cursor;
     $("more-jobs").hidden = !olderCursor;
     $("jobs-updated").textContent = `Updated ${new Date().toLocaleTimeString()}`;
@@ -140,7 +202,9 @@
 
   async function loadOlder() {
     if (!olderCursor) return;
-    const response = await api(`/v1/jobs?limit=50&cursor=${encodeURIComponent(olderCursor)}`);
+    const params = filterQuery();
+    params.set("cursor", olderCursor);
+    const response = await api(`/v1/jobs?${params}`);
     if (!response.ok) return;
     const body = await response.json();
     $("jobs-body").append(...body.jobs.map(jobRow));
@@ -148,19 +212,64 @@
     $("more-jobs").hidden = !olderCursor;
   }
 
+  async function loadFleet() {
+    const response = await api("/v1/fleet");
+    if (!response.ok) return;
+    const fleet = await response.json();
+    $("fleet-warnings").replaceChildren(...fleet.warnings.map((w) => el("li", { text: w })));
+    const qcols = ["Queue", "Waiting", "Running", "Oldest wait", "Workers"];
+    $("queues-body").replaceChildren(...fleet.queues.map((q) => el("tr", { "data-queue": q.name },
+      el("td", { "data-label": qcols[0], text: q.name }),
+      el("td", { "data-label": qcols[1], className: "num", text: fmtInt(q.waiting) }),
+      el("td", { "data-label": qcols[2], className: "num", text: fmtInt(q.running) }),
+      el("td", { "data-label": qcols[3], className: "num",
+        text: q.waiting ? fmtDuration(q.oldest_wait_s * 1000) : "—" }),
+      el("td", { "data-label": qcols[4], className: "num", text: String(q.workers) }))));
+    const wcols = ["Worker", "Queues", "Running", "Your jobs", "Last seen"];
+    const workers = fleet.workers.map((w) => {
+      const yours = el("td", { "data-label": wcols[3] });
+      if (!w.yours.length) yours.textContent = "—";
+      w.yours.forEach((id, n) => {
+        if (n) yours.append(" ");
+        yours.append(el("a", { href: `/jobs/${encodeURIComponent(id)}` }, el("code", { text: id })));
+      });
+      return el("tr", { "data-worker": w.id },
+        el("td", { "data-label": wcols[0] }, el("code", { text: w.id })),
+        el("td", { "data-label": wcols[1], text: w.queues.join(", ") }),
+        el("td", { "data-label": wcols[2], className: "num", text: String(w.running) }),
+        yours,
+        el("td", { "data-label": wcols[4], className: "num", text: `${w.seen_s.toFixed(1)} s ago` }));
+    });
+    if (!workers.length) {
+      workers.push(el("tr", {}, el("td", { colspan: "5", text: "No live worker." })));
+    }
+    $("workers-body").replaceChildren(...workers);
+  }
+
   function startJobsPage() {
     $("more-jobs").addEventListener("click", () => loadOlder().catch(() => {}));
+    let timer = null;
+    let typing = null;
     const tick = async () => {
+      clearTimeout(timer);
       try {
-        await loadJobs();
+        await Promise.all([loadJobs(), loadFleet()]);
       } catch (e) {
         if (e instanceof AuthError) return;
         $("jobs-updated").textContent = `Could not load jobs: ${e.message}`;
       }
       // the first page refreshes itself while it is the only one shown
-      if (!$("more-jobs").dataset.paged) setTimeout(tick, 2000);
+      if (!$("more-jobs").dataset.paged) timer = setTimeout(tick, 2000);
     };
     $("more-jobs").addEventListener("click", () => { $("more-jobs").dataset.paged = "1"; });
+    const refilter = () => { delete $("more-jobs").dataset.paged; tick(); };
+    $("filters").addEventListener("submit", (e) => { e.preventDefault(); refilter(); });
+    $("filter-status").addEventListener("change", refilter);
+    $("filter-kind").addEventListener("change", refilter);
+    $("filter-q").addEventListener("input", () => {
+      clearTimeout(typing);
+      typing = setTimeout(refilter, 250);
+    });
     tick();
   }
 
@@ -250,8 +359,14 @@
   function renderFacts() {
     const info = job.info;
     if (info) {
-      $("job-kind").textContent = info.kind === "computer_use" ? "computer use" : info.kind;
+      $("job-kind").textContent = kindLabel(info.kind);
       $("job-model").textContent = info.model;
+      $("job-created").textContent = fmtTime(info.created_ms);
+      $("job-wait").textContent = fmtDuration(info.queue_wait_ms ??
+        (info.started_ms ? null : Date.now() - info.created_ms));
+      $("job-started").textContent = fmtClock(info.started_ms);
+      $("job-finished").textContent = fmtClock(info.finished_ms);
+      $("job-duration").textContent = fmtDuration(durationOf(info));
     }
     $("job-attempt").textContent = String(job.attempt || (info ? info.attempt : 0));
     const usage = job.usage && job.usage.total_tokens ? job.usage : (info && info.usage) || null;
@@ -336,6 +451,8 @@
     item.dataset.step = String(shot.step);
     const after = [...$("filmstrip").children].find((li) => Number(li.dataset.step) > shot.step);
     $("filmstrip").insertBefore(item, after || null);
+    if (job.pinned === null) $("filmstrip").scrollLeft = $("filmstrip").scrollWidth;
+    updateStripButtons();
     try {
       const response = await api(`/v1/jobs/${encodeURIComponent(jobId)}/screenshots/${shot.blob}`);
       if (!response.ok) throw new Error(await problemText(response));
@@ -350,11 +467,118 @@
     renderScreen();
   }
 
+  // ------------------------------------------------------------------ timeline
+
+  const timeline = { t0: null, last: null };
+
+  function describeEvent(event) {
+    switch (event.type) {
+      case "queued": return `${kindLabel(event.kind || "")} job queued`;
+      case "started": return `attempt ${event.attempt} started` + (event.worker ? ` on ${event.worker}` : "");
+      case "text": return "text";
+      case "thinking": return "thinking";
+      case "tool_call": return `tool call ${event.name}`;
+      case "usage": return `usage: ${fmtInt(event.prompt_tokens)} in / ${fmtInt(event.completion_tokens)} out`;
+      case "action": return describeAction(event);
+      case "screenshot": return event.step === 0 ? "screenshot of the start page" : `screenshot after step ${event.step}`;
+      case "retry": return `attempt ${event.attempt} failed (${event.error ? event.error.type : event.reason}); retry in ${(event.delay || 0).toFixed(1)} s`;
+      case "done": return `done (${event.stop_reason || "end"})`;
+      case "error": return `error: ${event.error.type}: ${event.error.message}`;
+      case "cancelled": return `cancelled: ${event.reason || ""}`;
+      default: return event.type;
+    }
+  }
+
+  // one row per event; consecutive text (or thinking) deltas of an attempt share a row
+  function addToTimeline(event) {
+    const ts = typeof event.ts === "number" ? event.ts : null;
+    if (timeline.t0 === null && ts !== null) timeline.t0 = ts;
+    const offset = ts !== null && timeline.t0 !== null ? `+${fmtDuration((ts - timeline.t0) * 1000)}` : "";
+    const chunked = event.type === "text" || event.type === "thinking";
+    const last = timeline.last;
+    if (chunked && last && last.type === event.type && last.attempt === event.attempt) {
+      last.count += 1;
+      last.chars += (event.text || "").length;
+      last.detail.textContent = `${event.type}: ${last.count} deltas, ${fmtInt(last.chars)} characters`;
+      return;
+    }
+    const detail = el("span", { className: "detail", text: chunked
+      ? `${event.type}: 1 delta, ${fmtInt((event.text || "").length)} characters` : describeEvent(event) });
+    const kind = el("span", { className: `status status-${event.type}`, text: event.type });
+    const row = el("li", { "data-type": event.type },
+      el("span", { className: "when", text: offset }), kind,
+      el("span", { className: "attempt", text: event.attempt ? `#${event.attempt}` : "" }), detail);
+    $("timeline").append(row);
+    timeline.last = { type: event.type, attempt: event.attempt, count: 1,
+      chars: (event.text || "").length, detail };
+  }
+
+  // ------------------------------------------------------------------ request and re-run
+
+  async function loadRequest() {
+    const response = await api(`/v1/jobs/${encodeURIComponent(jobId)}/request`);
+    if (!response.ok) {
+      $("request-meta").textContent = `The request is not available: ${await problemText(response)}`;
+      return;
+    }
+    const request = await response.json();
+    const computer = request.kind === "computer_use";
+    let prompt = computer ? request.task : request.prompt;
+    if (!computer && prompt === null && request.messages) {
+      const items = (request.messages.items || []).filter((i) => i.role === "user");
+      const lastUser = items[items.length - 1];
+      const content = lastUser ? lastUser.content : [];
+      prompt = (Array.isArray(content) ? content : [content])
+        .map((c) => (typeof c === "string" ? c : c.text || "")).join("\n");
+    }
+    $("job-prompt").textContent = prompt || "";
+    const meta = [computer ? "Task" : "Prompt"];
+    if (computer) meta.push(`start URL ${request.start_url}`, `${request.display_width}×${request.display_height}`, `at most ${request.max_steps} steps`);
+    else meta.push(`max ${fmtInt(request.max_tokens)} tokens`);
+    if (request.system) meta.push("with a system prompt");
+    $("request-meta").textContent = meta.join(" · ");
+    $("request-json").textContent = JSON.stringify(request, null, 2);
+    $("rerun-job").disabled = false;
+  }
+
+  async function rerunJob() {
+    const button = $("rerun-job");
+    button.disabled = true;
+    try {
+      const response = await api(`/v1/jobs/${encodeURIComponent(jobId)}/rerun`, { method: "POST" });
+      if (!response.ok) throw new Error(await problemText(response));
+      const body = await response.json();
+      location.assign(body.links.dashboard);
+    } catch (e) {
+      if (!(e instanceof AuthError)) $("job-error").textContent = `Could not run it again: ${e.message}`;
+      button.disabled = false;
+    }
+  }
+
+  // ------------------------------------------------------------------ film strip scrolling
+
+  function updateStripButtons() {
+    const strip = $("filmstrip");
+    const overflowing = strip.scrollWidth > strip.clientWidth + 1;
+    $("strip-left").hidden = !overflowing;
+    $("strip-right").hidden = !overflowing;
+    $("strip-left").disabled = strip.scrollLeft <= 0;
+    $("strip-right").disabled = strip.scrollLeft + strip.clientWidth >= strip.scrollWidth - 1;
+    $("steps-count").textContent = strip.children.length ?
+      `${strip.children.length} screens` + (overflowing ? " · scroll for more" : "") : "";
+  }
+
+  function scrollStrip(direction) {
+    const strip = $("filmstrip");
+    strip.scrollBy({ left: direction * strip.clientWidth * 0.8, behavior: "smooth" });
+  }
+
   function note(text) {
     $("job-notes").append(el("li", { text }));
   }
 
   function onEvent(event) {
+    addToTimeline(event);
     if (event.attempt > job.attempt && !TERMINAL.has(event.type)) startAttempt(event.attempt);
     const stale = event.attempt < job.attempt && !TERMINAL.has(event.type);
     if (stale) return;
@@ -450,6 +674,11 @@
 
   async function startJobPage() {
     $("cancel-job").addEventListener("click", cancelJob);
+    $("rerun-job").addEventListener("click", rerunJob);
+    $("strip-left").addEventListener("click", () => scrollStrip(-1));
+    $("strip-right").addEventListener("click", () => scrollStrip(1));
+    $("filmstrip").addEventListener("scroll", updateStripButtons, { passive: true });
+    window.addEventListener("resize", updateStripButtons);
     $("follow-live").addEventListener("click", () => { job.pinned = null; renderScreen(); });
     job.usage = emptyUsage();
     try {
@@ -458,8 +687,11 @@
       if (!(e instanceof AuthError)) $("job-error").textContent = `Could not load the job: ${e.message}`;
       return;
     }
+    loadRequest().catch(() => {});
     const controller = new AbortController();
     window.addEventListener("pagehide", () => controller.abort());
+    // durations of a running job grow: refresh the facts while it runs
+    const clock = setInterval(() => { if (job.terminal) clearInterval(clock); else renderFacts(); }, 1000);
     followEvents(jobId, onEvent, controller.signal);
   }
 
