@@ -48,7 +48,8 @@ def idle_redis_url(redis_server: EmbeddedRedis) -> str:
 
 @pytest.fixture(scope="session")
 def simulator() -> Iterator[Simulator]:
-    with run_in_thread() as sim:
+    # strict: every request the real API is documented to reject is rejected (a 400) here too
+    with run_in_thread(strict=True) as sim:
         yield sim
 
 

@@ -282,7 +282,9 @@ async def test_badjson(sim: Simulator) -> None:
 
 
 async def test_extended_thinking(sim: Simulator, client: anthropic.AsyncAnthropic) -> None:
-    body = body_for("Think first", thinking={"type": "enabled", "budget_tokens": 1024})
+    body = body_for(
+        "Think first", max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 1024}
+    )
     events = await raw_sse(sim, body)
     assert events[1][1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
     block0 = [

@@ -27,6 +27,7 @@ from relayq.simulator import (
     count_input_tokens,
     scripted_computer_turn,
 )
+from tests.pngs import png_base64
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
@@ -40,7 +41,7 @@ COMPUTER_TOOL: dict[str, Any] = {
     "display_height_px": HEIGHT,
     "display_number": 1,
 }
-# a real 1x1 PNG; the simulator never decodes screenshots, it only counts them
+# a real 1x1 PNG (strict mode reads every image's header, as the API does)
 PNG_1PX = base64.b64encode(
     bytes.fromhex(
         "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -48,6 +49,7 @@ PNG_1PX = base64.b64encode(
         "9b5d0000000049454e44ae426082"
     )
 ).decode()
+
 
 SIGNUP_STEPS = [
     "Step 1 of 7: clicking the Name field.",
@@ -221,11 +223,12 @@ async def test_signup_plan_turn_by_turn(sdk: anthropic.AsyncAnthropic) -> None:
         "left_click", "type", "left_click", "type", "left_click", "left_click", "screenshot"
     ]  # fmt: skip
 
-    # the loop's last request after its step budget: no tools, asks for a summary
+    # the loop's last request after its step budget: tools declared (the history holds tool_use
+    # blocks) but tool_choice none, asking for a summary
     last_results = messages[6]["content"]
     ask = {"type": "text", "text": "Step budget exhausted. Summarise what you did."}
     budget_cut = [*messages[:6], {"role": "user", "content": [*last_results, ask]}]
-    summary_body = {"model": MODEL, "max_tokens": 512, "messages": budget_cut}
+    summary_body = computer_body(budget_cut, max_tokens=512, tool_choice={"type": "none"})
     summary = await take_turn(sdk, summary_body)
     assert_matches_script(summary, summary_body)
     assert summary.stop_reason == "end_turn" and not summary.tool_uses
@@ -363,7 +366,7 @@ async def test_images_count_as_fixed_tokens_and_cache(sdk: anthropic.AsyncAnthro
             {"role": "user", "content": [screenshot_result("toolu_sim_1", data)]},
         ])  # fmt: skip
 
-    small, big = with_image(PNG_1PX), with_image(base64.b64encode(b"\x89PNG" * 50_000).decode())
+    small, big = with_image(PNG_1PX), with_image(png_base64(400, 300, noise=True))
     assert count_input_tokens(small) == count_input_tokens(big)
     placeholder = with_image(PNG_1PX)
     placeholder["messages"][2]["content"][0]["content"] = [{"type": "text", "text": "x"}]

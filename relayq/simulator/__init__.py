@@ -167,12 +167,86 @@ Chaos: ``Simulator(fault_rate=0.1, seed=7)`` fails about that fraction of reques
 the seed, the request fingerprint and that fingerprint's attempt number, so a run is reproducible
 even when requests arrive concurrently in a different order. Directive faults take precedence.
 
+Strict mode
+-----------
+``Simulator(strict=True)`` (the default; ``--lenient`` on the command line turns it off) answers
+every request that the real API is documented to reject the way the API does: HTTP 400,
+``{"type": "error", "error": {"type": "invalid_request_error", "message": ...}}``, with the API's
+own wording where it is known. The tests run strict. ``/_sim/stats`` counts rejections by rule
+under ``rejected``. The rules (``relayq.simulator.strict``), in the order they are checked:
+
+``unknown_betas``
+    an ``anthropic-beta`` value the API does not know ("Unexpected value(s) ... for the
+    ``anthropic-beta`` header"). Source: https://platform.claude.com/docs/en/api/beta-headers
+    (invalid or unavailable beta header: error response) and the ``anthropic-beta``
+    enumeration of https://platform.claude.com/docs/en/api/messages/create.
+``computer_tool_without_its_beta``
+    a computer tool whose version is unknown, or sent without its beta header
+    (``computer_20251124`` needs ``computer-use-2025-11-24``, ``computer_20250124``
+    ``computer-use-2025-01-24``, ``computer_20241022`` ``computer-use-2024-10-22``);
+    ``enable_zoom`` on a version before ``computer_20251124``. Source:
+    https://platform.claude.com/docs/en/agents-and-tools/tool-use/computer-use-tool
+    (tool versions, their beta flags, zoom).
+``thinking_budget_outside_limits``
+    ``thinking.budget_tokens`` below 1,024, or not below ``max_tokens`` (unless the
+    interleaved-thinking beta is on). Source:
+    https://platform.claude.com/docs/en/build-with-claude/extended-thinking (budget_tokens,
+    "Max tokens and context window size").
+``thinking_with_forced_tool_use``
+    ``thinking`` ``enabled`` with ``tool_choice`` ``any`` or ``tool``. Source:
+    https://platform.claude.com/docs/en/build-with-claude/thinking-tool-workflows ("Limit tool
+    choice to auto or none in manual mode") and the extended-thinking page (tool use).
+``thinking_with_sampling_changes``
+    thinking with ``temperature`` other than 1, any ``top_k``, or ``top_p`` below 0.95.
+    Source: the extended-thinking page, "Feature compatibility".
+``empty_text_or_content``
+    a text block with empty text (in messages, tool results or the system prompt), or a
+    message with empty content other than a final assistant one. Source: the request schema
+    of https://platform.claude.com/docs/en/api/messages/create (the API's messages: "text
+    content blocks must be non-empty", "all messages must have non-empty content except for the
+    optional final assistant message").
+``tool_history_without_tools``
+    ``tool_use`` or ``tool_result`` blocks in a request without ``tools`` ("Requests which
+    include ``tool_use`` or ``tool_result`` blocks must define tools."). Source:
+    https://platform.claude.com/docs/en/agents-and-tools/tool-use/define-tools
+    (``tool_choice`` ``none`` keeps the tools defined while forbidding their use) and the
+    API's error.
+``tool_results_not_after_their_tool_use``
+    a ``tool_use`` whose ``tool_result`` is not in the next (user) message; ``tool_result``
+    blocks that are not first in their message; a ``tool_result`` answering no ``tool_use`` of
+    the message before. Source:
+    https://platform.claude.com/docs/en/agents-and-tools/tool-use/handle-tool-calls
+    ("Important formatting requirements").
+``tool_loop_without_its_thinking``
+    with thinking on, a request whose last user turn holds ``tool_result`` blocks while the
+    assistant turn before it does not start with a ``thinking``/``redacted_thinking`` block.
+    Source: https://platform.claude.com/docs/en/build-with-claude/extended-thinking ("Preserving
+    thinking blocks", thinking with tool use).
+``modified_thinking``
+    a ``thinking`` block of the last assistant turn whose signature does not match its text
+    (the simulator checks its own signatures). Source: the same section ("pass thinking blocks
+    back complete and unmodified"; the signature verifies them).
+``prefill_on_a_model_without_it``
+    a conversation ending with an assistant turn, on Claude 4.6 and later (by model id:
+    ``claude-sonnet-4-6``, ``claude-opus-4-8``, ``claude-sonnet-5``, ...; ids without a Claude
+    version are let through). Source:
+    https://platform.claude.com/docs/en/about-claude/models/whats-new-claude-4-6 ("Prefill
+    removal") and https://platform.claude.com/docs/en/about-claude/models/migration-guide
+    ("Prefilling assistant messages returns a 400 error on Claude 4.6 models").
+``oversized_or_unreadable_images``
+    an image (also inside a ``tool_result``) over 5 MB of base64, not a PNG/JPEG/GIF/WebP,
+    not of its declared ``media_type``, larger than 8000 px on a side, or larger than 2000 px
+    on a side in a request with more than 20 images. Source:
+    https://platform.claude.com/docs/en/build-with-claude/vision ("Basics and limits";
+    supported formats).
+
 Package layout
 --------------
 ``directives`` the ``[[sim:...]]`` language; ``replies`` the scripted text, tool and thinking
 replies, usage and the prompt cache; ``computer`` the computer-use plans and turns; ``plan`` a
 reply before it is encoded; ``wire`` the SSE/JSON encoding and the API's error shapes;
-``validation`` the request checks (strict mode); ``request`` readers of a request body;
+``validation`` the shape every request must have; ``strict`` the documented rejections and
+``images`` the image headers they read; ``request`` readers of a request body;
 ``server`` the Starlette app, ``Simulator``, ``run_in_thread`` and the command line.
 """
 

@@ -78,9 +78,13 @@ def sentence(prefix: str, words: list[str], empty: str) -> list[str]:
 def thinking_block(prompt: str) -> Block:
     thought = sentence("The user asked:", split_words(prompt)[:PROMPT_WORDS], "nothing.")
     thought += "I will answer with the scripted reply.".split()
-    text = "".join(tokens(thought, prompt, None))
-    signature = base64.b64encode(hashlib.sha256(("sig:" + text).encode()).digest() * 2)
-    return Block("thinking", tuple(tokens(thought, prompt, None)), signature=signature.decode())
+    pieces = tuple(tokens(thought, prompt, None))
+    return Block("thinking", pieces, signature=thinking_signature("".join(pieces)))
+
+
+def thinking_signature(text: str) -> str:
+    """The signature the simulator gives a thinking block's text (strict mode checks it)."""
+    return base64.b64encode(hashlib.sha256(("sig:" + text).encode()).digest() * 2).decode()
 
 
 def tool_use_block(tool_id: str, name: str, tool_input: JSON, *, badjson: bool) -> Block:

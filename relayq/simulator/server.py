@@ -30,6 +30,7 @@ from .directives import DirectiveError, Directives, FaultSpec
 from .plan import ReplyPlan, Usage
 from .replies import PromptCache, count_input_tokens, reply_plan
 from .request import JSON, digest, fingerprint
+from .strict import parse_beta_header, strict_problem
 from .validation import shape_problem
 from .wire import (
     ERROR_MESSAGES,
@@ -62,6 +63,7 @@ class _Stats:
         self.outcomes: defaultdict[str, int] = defaultdict(int)
         self.faults: defaultdict[str, int] = defaultdict(int)
         self.cache: defaultdict[str, int] = defaultdict(int)
+        self.rejected: defaultdict[str, int] = defaultdict(int)
 
     def bump(self, table: str, key: str, n: int = 1) -> None:
         with self.lock:
@@ -77,6 +79,7 @@ class _Stats:
                 "outcomes": dict(self.outcomes),
                 "faults": dict(self.faults),
                 "cache": dict(self.cache),
+                "rejected": dict(self.rejected),
             }
 
 
@@ -108,7 +111,10 @@ class Simulator:
         tokens_per_second: float = 0.0,
         fault_rate: float = 0.0,
         seed: int = 0,
+        strict: bool = True,
     ) -> None:
+        """`strict` (the default) answers every request the real API is documented to reject
+        with its 400 (see "Strict mode" in the package docs); False accepts any well-formed one."""
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError("fault_rate must be within [0, 1]")
         self.host = host
@@ -117,6 +123,7 @@ class Simulator:
         self.tokens_per_second = tokens_per_second
         self.fault_rate = fault_rate
         self.seed = seed
+        self.strict = strict
         self._stats = _Stats()
         self._attempts: defaultdict[str, int] = defaultdict(int)
         self._cache = PromptCache()
@@ -287,6 +294,11 @@ class Simulator:
                 400, "invalid_request_error", "The request body must be a JSON object.", request_id
             )
         problem = shape_problem(body, need_max_tokens=need_max_tokens)
+        if problem is None and self.strict:
+            betas = parse_beta_header(request.headers.get("anthropic-beta", ""))
+            if (rejection := strict_problem(body, betas)) is not None:
+                self._stats.bump("rejected", rejection.rule)
+                problem = rejection.message
         if problem is not None:
             return {}, error_response(400, "invalid_request_error", problem, request_id)
         return body, None
@@ -586,6 +598,7 @@ async def _serve_until_signalled(args: argparse.Namespace) -> None:
         tokens_per_second=args.tokens_per_second,
         fault_rate=args.fault_rate,
         seed=args.seed,
+        strict=not args.lenient,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -622,6 +635,12 @@ def main(argv: list[str] | None = None) -> None:
         help="fraction of requests that fail (529/500/429/mid-stream)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for --fault-rate")
+    parser.add_argument(
+        "--lenient",
+        action="store_true",
+        help="accept requests the real API rejects (strict mode, the default, answers them "
+        "with the API's 400)",
+    )
     args = parser.parse_args(argv)
     try:
         asyncio.run(_serve_until_signalled(args))
