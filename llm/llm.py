@@ -26,7 +26,7 @@ from livekit.agents.types import (
 )
 from livekit.agents.utils import is_given
 
-from .models import DEFAULT_MODEL, ChatModels
+from .models import DEFAULT_MODEL, ChatModels, model_accepts_prefill
 from .stream import THINKING_EXTRA_KEY, LLMStream
 from .tools import AnthropicTool
 
@@ -57,6 +57,7 @@ class _LLMOptions:
     top_k: NotGivenOr[int]
     max_tokens: NotGivenOr[int]
     thinking: NotGivenOr[dict[str, Any]]
+    allow_prefill: bool
 
 
 class LLM(llm.LLM[Never]):
@@ -75,6 +76,7 @@ class LLM(llm.LLM[Never]):
         tool_choice: NotGivenOr[ToolChoice] = NOT_GIVEN,
         caching: NotGivenOr[Literal["ephemeral"]] = NOT_GIVEN,
         thinking: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+        allow_prefill: NotGivenOr[bool] = NOT_GIVEN,
     ) -> None:
         """Create an Anthropic LLM.
 
@@ -92,7 +94,12 @@ class LLM(llm.LLM[Never]):
             caching: "ephemeral" marks the system prompt, the tools and the last turns
                 with `cache_control`.
             thinking: `{"type": "enabled", "budget_tokens": N}` or `{"type": "adaptive"}`;
-                thinking is streamed as `extra={"thinking": ...}` chunks.
+                thinking is streamed as `extra={"thinking": ...}` chunks, and its signed
+                blocks are kept on tool calls and sent back (see `relayq.llm.stream`).
+            allow_prefill: whether a context ending with an assistant turn is sent as a
+                prefill; when not, a user turn "." is added after it (LiveKit's
+                `inject_trailing_user_message`). Defaults to what the model accepts:
+                Claude 4.6 and later reject prefill.
         """
         super().__init__()
         self._opts = _LLMOptions(
@@ -105,6 +112,9 @@ class LLM(llm.LLM[Never]):
             top_k=top_k,
             max_tokens=max_tokens,
             thinking=thinking,
+            allow_prefill=(
+                allow_prefill if is_given(allow_prefill) else model_accepts_prefill(model)
+            ),
         )
         self._owns_client = client is None
         if client is None:
@@ -158,7 +168,7 @@ class LLM(llm.LLM[Never]):
             params["max_tokens"] = _default_max_tokens(params.get("thinking"))
         betas: list[str] = list(params.pop("betas", []))
 
-        messages, system = _to_messages(chat_ctx)
+        messages, system = _to_messages(chat_ctx, allow_prefill=self._opts.allow_prefill)
         params["messages"] = messages
         if system:
             params["system"] = [{"type": "text", "text": text} for text in system]
@@ -172,7 +182,8 @@ class LLM(llm.LLM[Never]):
                 if is_given(parallel_tool_calls)
                 else self._opts.parallel_tool_calls
             )
-            if tool_params and choice != "none":
+            if tool_params:
+                # "none" keeps the definitions: a history with tool_use blocks needs them
                 params["tools"] = tool_params
                 if (choice_param := _tool_choice_param(choice, parallel)) is not None:
                     params["tool_choice"] = choice_param
@@ -247,6 +258,8 @@ def _tool_choice_param(
 ) -> dict[str, Any] | None:
     param: dict[str, Any]
     match choice:
+        case "none":
+            return {"type": "none"}
         case "required":
             param = {"type": "any"}
         case {"type": "function", "function": {"name": name}}:
@@ -262,8 +275,11 @@ def _tool_choice_param(
     return param
 
 
-def _to_messages(chat_ctx: llm.ChatContext) -> tuple[list[dict[str, Any]], list[str]]:
-    """Anthropic `messages` and system texts, with each turn's thinking blocks put first.
+def _to_messages(
+    chat_ctx: llm.ChatContext, *, allow_prefill: bool
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Anthropic `messages` and system texts, with each turn's thinking blocks put first, and a
+    user turn after a final assistant turn unless the model takes prefill.
 
     LiveKit's formatter merges a turn's items into one assistant message, so an assistant
     ChatMessage with thinking gets a marker text to find its message afterwards; a
@@ -282,7 +298,9 @@ def _to_messages(chat_ctx: llm.ChatContext) -> tuple[list[dict[str, Any]], list[
             by_call_id[item.call_id] = list(blocks)
         items.append(item)
 
-    messages, format_data = llm.ChatContext(items).to_provider_format("anthropic")
+    messages, format_data = llm.ChatContext(items).to_provider_format(
+        "anthropic", inject_trailing_user_message=not allow_prefill
+    )
     if by_marker or by_call_id:
         for message in messages:
             if message["role"] == "assistant":

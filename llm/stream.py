@@ -53,6 +53,8 @@ from livekit.agents import APIConnectionError, llm
 from livekit.agents.llm import ChatChunk, ChoiceDelta, CompletionUsage, FunctionToolCall, Tool
 from livekit.agents.types import APIConnectOptions
 
+from relayq.schemas.jobs import THINKING_EXTRA_KEY
+
 from .errors import MalformedStreamError, translate_error
 
 if TYPE_CHECKING:
@@ -67,10 +69,6 @@ __all__ = [
     "ThinkingTagFilter",
 ]
 
-THINKING_EXTRA_KEY = "anthropic_thinking"
-"""`extra` key (of a ChoiceDelta, a FunctionToolCall, and so of the assistant ChatMessage or
-FunctionCall a LiveKit agent stores) holding the thinking blocks of the assistant turn, in
-order, as they must be sent back."""
 
 StreamEvent: TypeAlias = RawMessageStreamEvent | BetaRawMessageStreamEvent
 AnthropicStream: TypeAlias = (

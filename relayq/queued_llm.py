@@ -32,8 +32,15 @@ from livekit.agents import (
 from livekit.agents.utils import is_given
 
 from relayq.client import Client
-from relayq.schemas.events import Done, Error, ErrorInfo, Retry, Text, ToolCall, Usage
-from relayq.schemas.jobs import DEFAULT_MODEL, ChatJob, ConnOptions, NamedToolChoice, ToolSchema
+from relayq.schemas.events import Done, Error, ErrorInfo, Retry, Text, Thinking, ToolCall, Usage
+from relayq.schemas.jobs import (
+    DEFAULT_MODEL,
+    THINKING_EXTRA_KEY,
+    ChatJob,
+    ConnOptions,
+    NamedToolChoice,
+    ToolSchema,
+)
 from relayq.schemas.settings import Settings
 
 
@@ -44,7 +51,7 @@ class QueuedLLM(llm.LLM[Never]):
         redis_url: str | None = None,
         client: Client | None = None,
         model: str = DEFAULT_MODEL,
-        max_tokens: int = 1024,
+        max_tokens: NotGivenOr[int] = NOT_GIVEN,
         temperature: NotGivenOr[float] = NOT_GIVEN,
         top_k: NotGivenOr[int] = NOT_GIVEN,
         parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
@@ -57,8 +64,9 @@ class QueuedLLM(llm.LLM[Never]):
         self._owns_client = client is None
         self._client = client or Client(redis_url, settings=settings)
         self._model = model
-        self._fields: dict[str, Any] = {"model": model, "max_tokens": max_tokens}
+        self._fields: dict[str, Any] = {"model": model}
         for name, value in (
+            ("max_tokens", max_tokens),
             ("temperature", temperature),
             ("top_k", top_k),
             ("parallel_tool_calls", parallel_tool_calls),
@@ -143,24 +151,29 @@ class QueuedLLMStream(llm.LLMStream):
         yielded = _Yielded()
         attempt_text = ""
         attempt_calls: list[ToolCall] = []
+        thinking = _ThinkingBlocks()
         attempt = 0
         try:
             async for entry in self._client.events(self.job.id):
                 event = entry.event
                 if event.attempt > attempt and event.type != "cancelled":
                     attempt, attempt_text, attempt_calls = event.attempt, "", []
+                    thinking = _ThinkingBlocks()
                 match event:
                     case Text():
                         attempt_text += event.text
                         self._send_text(yielded.new_text(attempt_text))
+                    case Thinking():
+                        self._send_thinking(event, thinking)
                     case ToolCall():
                         attempt_calls.append(event)
                         if yielded.new_call(attempt_calls):
-                            self._send_call(event)
+                            self._send_call(event, thinking.blocks)
                     case Usage():
                         self._send_usage(event)
                     case Retry():
                         attempt, attempt_text, attempt_calls = event.attempt + 1, "", []
+                        thinking = _ThinkingBlocks()
                     case Done():
                         self._finished = True
                         return
@@ -181,7 +194,23 @@ class QueuedLLMStream(llm.LLMStream):
                 llm.ChatChunk(id=self.job.id, delta=llm.ChoiceDelta(role="assistant", content=text))
             )
 
-    def _send_call(self, call: ToolCall) -> None:
+    def _send_thinking(self, event: Thinking, thinking: _ThinkingBlocks) -> None:
+        """Thinking as LLMStream streams it: pieces as `extra["thinking"]`, each completed block
+        as `extra["thinking_block"]` with every block so far under THINKING_EXTRA_KEY."""
+        if event.text:
+            self._send_extra({"thinking": event.text})
+        if (block := thinking.add(event)) is not None:
+            self._send_extra({"thinking_block": block, THINKING_EXTRA_KEY: thinking.blocks})
+
+    def _send_extra(self, extra: dict[str, Any]) -> None:
+        self._event_ch.send_nowait(
+            llm.ChatChunk(id=self.job.id, delta=llm.ChoiceDelta(role="assistant", extra=extra))
+        )
+
+    def _send_call(self, call: ToolCall, thinking: list[dict[str, Any]]) -> None:
+        # the signed thinking travels with the call, so that an AgentSession keeps it on the
+        # FunctionCall and the next job of the tool loop sends it back
+        extra = {THINKING_EXTRA_KEY: thinking} if thinking else None
         self._event_ch.send_nowait(
             llm.ChatChunk(
                 id=self.job.id,
@@ -189,7 +218,10 @@ class QueuedLLMStream(llm.LLMStream):
                     role="assistant",
                     tool_calls=[
                         llm.FunctionToolCall(
-                            name=call.name, arguments=call.arguments, call_id=call.call_id
+                            name=call.name,
+                            arguments=call.arguments,
+                            call_id=call.call_id,
+                            extra=extra,
                         )
                     ],
                 ),
@@ -211,6 +243,33 @@ class QueuedLLMStream(llm.LLMStream):
                 ),
             )
         )
+
+
+class _ThinkingBlocks:
+    """The thinking blocks of one attempt, rebuilt from its `thinking` events."""
+
+    def __init__(self) -> None:
+        self._text = ""
+        self._blocks: list[dict[str, Any]] = []
+
+    @property
+    def blocks(self) -> list[dict[str, Any]]:
+        return [dict(b) for b in self._blocks]
+
+    def add(self, event: Thinking) -> dict[str, Any] | None:
+        """Takes one event; returns the block it completes, if any."""
+        block: dict[str, Any]
+        if event.redacted is not None:
+            block = {"type": "redacted_thinking", "data": event.redacted}
+        elif event.signature is not None:
+            block = {"type": "thinking", "thinking": self._text + event.text}
+            block["signature"] = event.signature
+            self._text = ""
+        else:
+            self._text += event.text
+            return None
+        self._blocks.append(block)
+        return dict(block)
 
 
 class _Yielded:

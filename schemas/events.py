@@ -72,10 +72,16 @@ class Text(_Event):
 
 
 class Thinking(_Event):
+    """Extended thinking. A thinking block arrives as pieces of `text`; its last event carries
+    the `signature`. A redacted_thinking block arrives whole, as one event with `redacted`."""
+
     type: Literal["thinking"] = "thinking"
     text: str = ""
     signature: str | None = Field(
         default=None, description="Set on the block's last event; the block is then complete."
+    )
+    redacted: str | None = Field(
+        default=None, description="The encrypted data of a redacted_thinking block."
     )
 
 

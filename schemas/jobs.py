@@ -26,6 +26,12 @@ from relayq.schemas.validation import error_text
 
 ENVELOPE_VERSION: Literal[1] = 1
 DEFAULT_MODEL = "claude-sonnet-4-6"
+DEFAULT_MAX_TOKENS = 1024
+"""A job's `max_tokens` when it gives none; with extended thinking, plus its budget."""
+THINKING_EXTRA_KEY = "anthropic_thinking"
+"""`extra` key, in a ChatJob's `messages` (a LiveKit ChatContext dict), of an assistant message
+or function call holding the signed thinking blocks of its turn: the worker sends them back
+first in that assistant turn, as the API requires in a tool loop with thinking on."""
 
 MAX_JOB_BYTES = 4 * 1024 * 1024
 MAX_MESSAGES = 1000
@@ -33,6 +39,7 @@ MAX_TOOLS = 128
 MAX_TEXT_CHARS = 1_000_000
 MAX_METADATA_KEYS = 64
 MAX_SCHEMA_DEPTH = 32
+MAX_OUTPUT_TOKENS = 128_000
 
 JobId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
 ToolName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
@@ -97,7 +104,7 @@ class _JobBase(_Strict):
     v: Literal[1] = ENVELOPE_VERSION
     id: JobId = Field(default_factory=new_job_id)
     model: str = Field(default=DEFAULT_MODEL, min_length=1, max_length=128)
-    max_tokens: int = Field(default=1024, ge=1, le=128_000)
+    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1, le=MAX_OUTPUT_TOKENS)
     caching: Literal["ephemeral"] | None = None
     thinking: Thinking | None = None
     conn_options: ConnOptions = ConnOptions()
@@ -118,6 +125,31 @@ class _JobBase(_Strict):
         ]
         | None
     ) = Field(default=None, description="W3C trace context of the producer's span.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_max_tokens_leaves_room_for_thinking(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "max_tokens" in data:
+            return data
+        thinking = data.get("thinking")
+        budget = (
+            thinking.get("budget_tokens")
+            if isinstance(thinking, dict)
+            else getattr(thinking, "budget_tokens", None)
+        )
+        if isinstance(budget, int) and not isinstance(budget, bool):
+            return {**data, "max_tokens": min(DEFAULT_MAX_TOKENS + budget, MAX_OUTPUT_TOKENS)}
+        return data
+
+    @model_validator(mode="after")
+    def _thinking_leaves_room_for_the_reply(self) -> Any:
+        thinking = self.thinking
+        if isinstance(thinking, ThinkingEnabled) and self.max_tokens <= thinking.budget_tokens:
+            raise ValueError(
+                f"max_tokens ({self.max_tokens}) must be greater than thinking.budget_tokens "
+                f"({thinking.budget_tokens}): it covers the thinking and the reply"
+            )
+        return self
 
     @field_validator("metadata")
     @classmethod

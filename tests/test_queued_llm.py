@@ -11,7 +11,8 @@ from livekit.agents.metrics import LLMMetrics
 
 from relayq.client import Client
 from relayq.queued_llm import QueuedLLM
-from relayq.simulator import scripted_reply
+from relayq.schemas.jobs import THINKING_EXTRA_KEY, ChatJob
+from relayq.simulator import Simulator, scripted_reply
 from tests.conftest import WorkerProcess
 
 
@@ -111,3 +112,33 @@ async def test_an_agent_session_turn_runs_its_tool_call_through_the_queue(
     reply = result.expect.next_event().is_message(role="assistant")
     assert "Sunny and 21 degrees" in str(reply.event().item.content)
     assert call.event().item.arguments
+
+
+async def test_an_agent_session_tool_loop_with_thinking_sends_the_signed_thinking_back(
+    client: Client, worker: WorkerProcess, simulator: Simulator
+) -> None:
+    thinking = QueuedLLM(
+        client=client,
+        model="claude-sonnet-4-6",
+        thinking={"type": "enabled", "budget_tokens": 1024},
+    )
+    rejected_before = sum(simulator.stats["rejected"].values())
+    async with AgentSession(llm=thinking) as session:
+        await session.start(WeatherAgent())
+        result = await session.run(user_input="What is the weather in Oslo?")
+
+    result.expect.skip_next_event_if(type="message", role="assistant")
+    call = result.expect.next_event().is_function_call(name="get_weather")
+    result.expect.next_event().is_function_call_output()
+    reply = result.expect.next_event().is_message(role="assistant")
+    assert "Sunny and 21 degrees" in str(reply.event().item.content)
+    blocks = call.event().item.extra[THINKING_EXTRA_KEY]
+    assert [b["type"] for b in blocks] == ["thinking"] and blocks[0]["signature"]
+    assert sum(simulator.stats["rejected"].values()) == rejected_before
+
+
+def test_a_thinking_job_leaves_room_for_the_reply_in_max_tokens() -> None:
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    assert ChatJob(prompt="hi", thinking=thinking).max_tokens == 1024 + 2048
+    with pytest.raises(ValueError, match=r"max_tokens \(2048\) must be greater"):
+        ChatJob(prompt="hi", thinking=thinking, max_tokens=2048)

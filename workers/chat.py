@@ -130,14 +130,11 @@ def chunk_events(chunk: ChatChunk, job_id: str, attempt: int) -> list[Event]:
             events.append(Thinking(job_id=job_id, attempt=attempt, text=str(thinking)))
         block = extra.get("thinking_block")
         if isinstance(block, dict) and block.get("type") == "thinking":
-            events.append(
-                Thinking(
-                    job_id=job_id,
-                    attempt=attempt,
-                    text="",
-                    signature=str(block.get("signature") or ""),
-                )
-            )
+            signature = str(block.get("signature") or "")
+            events.append(Thinking(job_id=job_id, attempt=attempt, signature=signature))
+        elif isinstance(block, dict) and block.get("type") == "redacted_thinking":
+            redacted = str(block.get("data") or "")
+            events.append(Thinking(job_id=job_id, attempt=attempt, redacted=redacted))
         if delta.content:
             events.append(Text(job_id=job_id, attempt=attempt, text=delta.content))
         for call in delta.tool_calls:

@@ -36,7 +36,7 @@ from relayq.schemas.events import (
     TokenUsage,
     Usage,
 )
-from relayq.schemas.jobs import ComputerUseJob
+from relayq.schemas.jobs import THINKING_EXTRA_KEY, ComputerUseJob
 from relayq.workers.attempts import AttemptContext, run_attempt
 from relayq.workers.browser.policy import NetworkPolicy, Violation
 from relayq.workers.chat import chunk_events, deadline_loop_time
@@ -183,7 +183,7 @@ class _Loop:
             chat_ctx=ctx,
             tools=tools,
             conn_options=APIConnectOptions(max_retry=0, timeout=self.job.conn_options.timeout),
-            extra_kwargs={"tool_choice": {"type": "none"}} if tool_choice_none else NOT_GIVEN,
+            tool_choice="none" if tool_choice_none else NOT_GIVEN,
         )
         assert isinstance(stream, LLMStream)
         turn = _Turn()
@@ -381,7 +381,7 @@ def _is_image(block: object) -> bool:
 
 
 def _append_assistant_turn(ctx: ChatContext, turn: _Turn) -> None:
-    extra = {"anthropic_thinking": turn.thinking_blocks} if turn.thinking_blocks else {}
+    extra = {THINKING_EXTRA_KEY: turn.thinking_blocks} if turn.thinking_blocks else {}
     if turn.text:
         ctx.add_message(role="assistant", content=turn.text, extra=extra)
         extra = {}

@@ -386,7 +386,10 @@ RULES: tuple[Rule, ...] = (
 
 
 def model_rejects_prefill(model: str) -> bool:
-    """Claude 4.6 and later (by model id); ids without a Claude version are let through."""
+    """Claude 4.6 and later (by model id); ids without a Claude version are let through.
+
+    relayq.llm.models has its own parser on purpose: the simulator stands for the API, and
+    sharing the product's code here would make the tests agree with its mistakes."""
     version = claude_version(model)
     return bool(version) and version >= PREFILL_REMOVED_FROM
 

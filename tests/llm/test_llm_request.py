@@ -121,11 +121,12 @@ async def test_llm_level_tool_choice_applies_when_chat_gives_none(
     assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": False}
 
 
-async def test_tool_choice_none_sends_no_tools(
+async def test_tool_choice_none_keeps_the_tool_definitions(
     server: ReplayServer, make_llm: Callable[..., LLM]
 ) -> None:
     body = await sent(server, make_llm(), tools=[get_weather], tool_choice="none")
-    assert "tools" not in body and "tool_choice" not in body
+    assert [t["name"] for t in body["tools"]] == ["get_weather"]
+    assert body["tool_choice"] == {"type": "none"}
 
 
 async def test_tool_from_schema_sends_exactly_the_given_schema(
