@@ -1,8 +1,9 @@
 """PageActions: the computer-use input API (livekit's browser PageActions) on a Playwright page.
 
-Coordinates are viewport CSS pixels; the page's viewport is the display the model was told about,
-at device scale factor 1, so a model coordinate is a page coordinate. Actions do not wait after
-themselves: call `settle()` before taking the screenshot that shows their effect.
+Coordinates are viewport CSS pixels, at device scale factor 1 (ComputerTool maps the model's
+coordinates onto them when the model is shown a scaled-down display). A mouse action given no
+point acts where the cursor is. Actions do not wait after themselves: call `settle()` before
+taking the screenshot that shows their effect.
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ CHROMIUM_ARGS: tuple[str, ...] = (
 )
 
 SCROLL_CLICK_PX = 100
+DEFAULT_SCROLL_AMOUNT = 3
+DEFAULT_HOLD_S = 0.5
 MAX_DURATION_S = 60.0
+MAX_KEY_REPEAT = 100
 DRAG_STEPS = 10
 
 # Long-lived streams never finish; waiting for them would always hit the settle cap.
@@ -168,19 +172,30 @@ class PageActions:
 
     # -- mouse ---------------------------------------------------------------
 
-    async def left_click(self, x: int, y: int, *, modifiers: str | None = None) -> None:
+    async def left_click(
+        self, x: int | None = None, y: int | None = None, *, modifiers: str | None = None
+    ) -> None:
+        """Click at (x, y), or where the cursor is; `modifiers` ("shift", "ctrl+alt") are held."""
         await self._click(x, y, button="left", count=1, modifiers=modifiers)
 
-    async def right_click(self, x: int, y: int, *, modifiers: str | None = None) -> None:
+    async def right_click(
+        self, x: int | None = None, y: int | None = None, *, modifiers: str | None = None
+    ) -> None:
         await self._click(x, y, button="right", count=1, modifiers=modifiers)
 
-    async def middle_click(self, x: int, y: int, *, modifiers: str | None = None) -> None:
+    async def middle_click(
+        self, x: int | None = None, y: int | None = None, *, modifiers: str | None = None
+    ) -> None:
         await self._click(x, y, button="middle", count=1, modifiers=modifiers)
 
-    async def double_click(self, x: int, y: int, *, modifiers: str | None = None) -> None:
+    async def double_click(
+        self, x: int | None = None, y: int | None = None, *, modifiers: str | None = None
+    ) -> None:
         await self._click(x, y, button="left", count=2, modifiers=modifiers)
 
-    async def triple_click(self, x: int, y: int, *, modifiers: str | None = None) -> None:
+    async def triple_click(
+        self, x: int | None = None, y: int | None = None, *, modifiers: str | None = None
+    ) -> None:
         await self._click(x, y, button="left", count=3, modifiers=modifiers)
 
     async def mouse_move(self, x: int, y: int) -> None:
@@ -189,17 +204,28 @@ class PageActions:
             await self._page.mouse.move(x, y)
         self._cursor = (x, y)
 
-    async def left_click_drag(self, *, start_x: int, start_y: int, end_x: int, end_y: int) -> None:
+    async def left_click_drag(
+        self,
+        *,
+        start_x: int,
+        start_y: int,
+        end_x: int,
+        end_y: int,
+        modifiers: str | None = None,
+    ) -> None:
+        """Press at the start, move to the end, release; `modifiers` are held throughout."""
         self._check_point(start_x, start_y, "start_coordinate")
         self._check_point(end_x, end_y)
+        held = _parsed_modifiers(modifiers)
         mouse = self._page.mouse
         with _translated_errors("left_click_drag"):
             await mouse.move(start_x, start_y)
-            await mouse.down()
-            try:
-                await mouse.move(end_x, end_y, steps=DRAG_STEPS)
-            finally:
-                await mouse.up()
+            async with self._holding(held):
+                await mouse.down()
+                try:
+                    await mouse.move(end_x, end_y, steps=DRAG_STEPS)
+                finally:
+                    await mouse.up()
         self._cursor = (end_x, end_y)
 
     async def left_mouse_down(self, x: int | None = None, y: int | None = None) -> None:
@@ -215,15 +241,15 @@ class PageActions:
 
     async def scroll(
         self,
-        x: int,
-        y: int,
+        x: int | None = None,
+        y: int | None = None,
         *,
-        direction: ScrollDirection,
-        amount: int,
+        direction: ScrollDirection = "down",
+        amount: int = DEFAULT_SCROLL_AMOUNT,
         modifiers: str | None = None,
     ) -> None:
-        """Turn the wheel `amount` clicks of SCROLL_CLICK_PX over (x, y)."""
-        self._check_point(x, y)
+        """Turn the wheel `amount` clicks of SCROLL_CLICK_PX over (x, y), or where the cursor is."""
+        x, y = self._point_or_cursor(x, y, "scroll")
         if direction not in get_args(ScrollDirection):
             raise PageActionError(
                 f"scroll_direction must be one of up, down, left, right, not {direction!r}"
@@ -253,18 +279,24 @@ class PageActions:
         with _translated_errors("type"):
             await self._page.keyboard.type(text)
 
-    async def key(self, text: str) -> None:
-        """Press an xdotool key or combination ("ctrl+a", "Return"); several separated by spaces."""
+    async def key(self, text: str, *, repeat: int = 1) -> None:
+        """Press an xdotool key or combination ("ctrl+a", "Return"), several separated by
+        spaces, `repeat` times over."""
+        if not _is_int(repeat) or not 1 <= repeat <= MAX_KEY_REPEAT:
+            raise PageActionError(
+                f"repeat must be an integer from 1 to {MAX_KEY_REPEAT}, not {repeat!r}"
+            )
         try:
             chords = parse_key_sequence(text)
         except ValueError as e:
             raise PageActionError(str(e)) from e
         with _translated_errors("key"):
-            for chord in chords:
-                async with self._holding(chord):
-                    pass
+            for _ in range(repeat):
+                for chord in chords:
+                    async with self._holding(chord):
+                        pass
 
-    async def hold_key(self, text: str, *, duration: float) -> None:
+    async def hold_key(self, text: str, *, duration: float = DEFAULT_HOLD_S) -> None:
         """Hold every key of `text` down for `duration` seconds, then release them in reverse."""
         _check_duration(duration)
         try:
@@ -328,20 +360,30 @@ class PageActions:
         return self.last_settle_ms
 
     async def screenshot(
-        self, *, image_format: ImageFormat | None = None, quality: int | None = None
+        self,
+        *,
+        image_format: ImageFormat | None = None,
+        quality: int | None = None,
+        size: tuple[int, int] | None = None,
     ) -> bytes:
-        """The viewport as an image at display size; also kept as `last_frame`.
+        """The viewport as an image, at display size or scaled down to `size` (width, height);
+        also kept as `last_frame`.
 
         webp comes straight from Chromium (Playwright >= 1.55 supports it); quality applies to
-        jpeg and webp, and is ignored for png.
+        jpeg and webp, and is ignored for png. A scaled capture needs Chromium (CDP).
         """
         fmt = image_format or self.image_format
-        with _translated_errors("screenshot"):
-            frame = await self._page.screenshot(
-                type=fmt,
-                quality=None if fmt == "png" else _first_given(quality, self.image_quality),
-                scale="css",
-                caret="initial",
+        quality = None if fmt == "png" else _first_given(quality, self.image_quality)
+        display_w, display_h = self.display_size
+        if size is None or tuple(size) == (display_w, display_h):
+            with _translated_errors("screenshot"):
+                frame = await self._page.screenshot(
+                    type=fmt, quality=quality, scale="css", caret="initial"
+                )
+        else:
+            out_w, out_h = size
+            frame = await self._capture(
+                "screenshot", (0, 0, display_w, display_h), out_w / display_w, out_h, fmt, quality
             )
         self._last_frame = frame
         return frame
@@ -352,41 +394,21 @@ class PageActions:
         *,
         image_format: ImageFormat | None = None,
         quality: int | None = None,
+        size: tuple[int, int] | None = None,
     ) -> bytes:
-        """Region [x1, y1, x2, y2] of the display, re-rendered at the scale that fits it to the
-        display size (so a 320x180 region of a 1280x720 display comes back 1280x720, sharp).
-        Without a CDP session (not Chromium) it falls back to the region at 1:1."""
+        """Region [x1, y1, x2, y2] of the display, re-rendered at the scale that fits it into
+        `size` (default: the display size), so a 320x180 region of a 1280x720 display comes
+        back 1280x720, sharp. Without a CDP session (not Chromium) it falls back to the region
+        at 1:1."""
         x1, y1, x2, y2 = self._check_region(region)
         width, height = x2 - x1, y2 - y1
-        display_w, display_h = self.display_size
-        scale = min(display_w / width, display_h / height)
+        fit_w, fit_h = size or self.display_size
+        scale = min(fit_w / width, fit_h / height)
         fmt = image_format or self.image_format
         quality = None if fmt == "png" else _first_given(quality, self.image_quality)
-        with _translated_errors("zoom"):
-            cdp = await self._cdp_session()
-            if cdp is None:
-                clip = FloatRect(x=x1, y=y1, width=width, height=height)
-                return await self._page.screenshot(
-                    type=fmt, quality=quality, clip=clip, scale="css", caret="initial"
-                )
-            metrics = await cdp.send("Page.getLayoutMetrics")
-            viewport = metrics["cssVisualViewport"]
-            params: dict[str, Any] = {
-                "format": fmt,
-                # CDP clips in document coordinates; the region is in viewport coordinates
-                "clip": {
-                    "x": viewport["pageX"] + x1,
-                    "y": viewport["pageY"] + y1,
-                    "width": width,
-                    "height": height,
-                    "scale": scale,
-                },
-                "captureBeyondViewport": False,
-            }
-            if quality is not None:
-                params["quality"] = quality
-            result = await cdp.send("Page.captureScreenshot", params)
-        return base64.b64decode(result["data"])
+        return await self._capture(
+            "zoom", (x1, y1, width, height), scale, round(height * scale), fmt, quality
+        )
 
     async def aclose(self) -> None:
         for event, listener in self._listeners:
@@ -401,21 +423,70 @@ class PageActions:
 
     # -- internals -----------------------------------------------------------
 
+    async def _capture(
+        self,
+        what: str,
+        clip: tuple[int, int, int, int],
+        scale: float,
+        out_height: int,
+        fmt: ImageFormat,
+        quality: int | None,
+    ) -> bytes:
+        """The viewport rectangle `clip` (x, y, width, height), rendered at `scale` into an image
+        exactly `out_height` pixels high (its width is round(width * scale))."""
+        x, y, width, _ = clip
+        with _translated_errors(what):
+            cdp = await self._cdp_session()
+            if cdp is None:
+                if scale != 1 and what == "screenshot":
+                    raise PageActionError("a scaled screenshot needs Chromium (a CDP session)")
+                rect = FloatRect(x=x, y=y, width=width, height=clip[3])
+                return await self._page.screenshot(
+                    type=fmt, quality=quality, clip=rect, scale="css", caret="initial"
+                )
+            metrics = await cdp.send("Page.getLayoutMetrics")
+            viewport = metrics["cssVisualViewport"]
+            params: dict[str, Any] = {
+                "format": fmt,
+                # CDP clips in document coordinates, from viewport ones here; the clip's height
+                # is the one whose scaled size rounds to exactly out_height
+                "clip": {
+                    "x": viewport["pageX"] + x,
+                    "y": viewport["pageY"] + y,
+                    "width": width,
+                    "height": out_height / scale,
+                    "scale": scale,
+                },
+                "captureBeyondViewport": False,
+            }
+            if quality is not None:
+                params["quality"] = quality
+            result = await cdp.send("Page.captureScreenshot", params)
+        return base64.b64decode(result["data"])
+
     async def _click(
         self,
-        x: int,
-        y: int,
+        x: int | None,
+        y: int | None,
         *,
         button: Literal["left", "right", "middle"],
         count: int,
         modifiers: str | None,
     ) -> None:
-        self._check_point(x, y)
+        x, y = self._point_or_cursor(x, y, f"{button} click")
         held = _parsed_modifiers(modifiers)
         with _translated_errors(f"{button} click"):
             async with self._holding(held):
                 await self._page.mouse.click(x, y, button=button, click_count=count)
         self._cursor = (x, y)
+
+    def _point_or_cursor(self, x: int | None, y: int | None, action: str) -> tuple[int, int]:
+        if x is None and y is None:
+            return self._cursor
+        if x is None or y is None:
+            raise PageActionError(f"{action} needs both x and y, or neither")
+        self._check_point(x, y)
+        return x, y
 
     async def _move_if_given(self, x: int | None, y: int | None, action: str) -> None:
         if x is None and y is None:

@@ -100,13 +100,24 @@ class ThinkingAdaptive(_Strict):
 Thinking = Annotated[ThinkingEnabled | ThinkingAdaptive, Field(discriminator="type")]
 
 
+def _default_max_tokens(thinking: object) -> int:
+    if isinstance(thinking, ThinkingEnabled):
+        return min(DEFAULT_MAX_TOKENS + thinking.budget_tokens, MAX_OUTPUT_TOKENS)
+    return DEFAULT_MAX_TOKENS
+
+
 class _JobBase(_Strict):
     v: Literal[1] = ENVELOPE_VERSION
     id: JobId = Field(default_factory=new_job_id)
     model: str = Field(default=DEFAULT_MODEL, min_length=1, max_length=128)
-    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1, le=MAX_OUTPUT_TOKENS)
-    caching: Literal["ephemeral"] | None = None
     thinking: Thinking | None = None
+    max_tokens: int = Field(
+        default_factory=lambda data: _default_max_tokens(data.get("thinking")),
+        ge=1,
+        le=MAX_OUTPUT_TOKENS,
+        description="Default 1024, plus the thinking budget when thinking is enabled.",
+    )
+    caching: Literal["ephemeral"] | None = None
     conn_options: ConnOptions = ConnOptions()
     deadline: AwareDatetime | None = Field(
         default=None, description="When the job must end by: ISO 8601 with a timezone."
@@ -125,21 +136,6 @@ class _JobBase(_Strict):
         ]
         | None
     ) = Field(default=None, description="W3C trace context of the producer's span.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_max_tokens_leaves_room_for_thinking(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or "max_tokens" in data:
-            return data
-        thinking = data.get("thinking")
-        budget = (
-            thinking.get("budget_tokens")
-            if isinstance(thinking, dict)
-            else getattr(thinking, "budget_tokens", None)
-        )
-        if isinstance(budget, int) and not isinstance(budget, bool):
-            return {**data, "max_tokens": min(DEFAULT_MAX_TOKENS + budget, MAX_OUTPUT_TOKENS)}
-        return data
 
     @model_validator(mode="after")
     def _thinking_leaves_room_for_the_reply(self) -> Any:

@@ -13,7 +13,13 @@ from relayq.client import Client
 from relayq.schemas.constants import WORKERS_PATTERN
 from relayq.schemas.events import Action, Done, Error, Event, Screenshot, Text
 from relayq.schemas.jobs import ComputerUseJob
-from relayq.simulator import DEMO_SIGNUP_PATH, Simulator, computer_plan
+from relayq.simulator import (
+    DEMO_SIGNUP_PATH,
+    SMALL_TARGET,
+    SMALL_TARGET_PATH,
+    Simulator,
+    computer_plan,
+)
 from relayq.transcript import transcript_of
 from tests.conftest import WorkerProcess
 
@@ -71,6 +77,46 @@ async def test_signup_job_runs_the_loop_and_streams_actions_and_screenshots(
     assert first != last, "the page did not change"
     assert "Task complete" in t.text
     assert events[-1].usage.prompt_tokens > 0
+
+
+async def test_at_1920x1080_the_model_sees_1366x768_and_its_click_on_a_small_target_lands(
+    computer_client: Client, simulator: Simulator
+) -> None:
+    job = ComputerUseJob(
+        task="[[sim:plan=small_target]] Click the small red square.",
+        start_url=f"{simulator.base_url}{SMALL_TARGET_PATH}",
+        allow_private_network=True,
+        display_width=1920,
+        display_height=1080,
+    )
+    await computer_client.submit(job)
+
+    events = await events_of(computer_client, job.id)
+    t = transcript_of(events)
+
+    assert isinstance(events[-1], Done) and "The last action failed" not in t.text
+    [click] = [a for a in t.actions if a.action == "left_click"]
+    assert click.input["coordinate"] == SMALL_TARGET.on((1366, 768))  # the model's own space
+    for shot in t.screenshots:
+        data = await computer_client.screenshot(job.id, shot.blob)
+        assert png_size(data) == (shot.width, shot.height) == (1366, 768)
+    assert t.screenshots[-1].url is not None and t.screenshots[-1].url.endswith("#hit")
+
+
+async def test_clicks_and_scrolls_without_a_coordinate_act_at_the_cursor(
+    computer_client: Client, site: str
+) -> None:
+    job = signup_job(site, task="[[sim:plan=at_cursor]] Type the name where the pointer is.")
+    await computer_client.submit(job)
+
+    events = await events_of(computer_client, job.id)
+    t = transcript_of(events)
+
+    assert isinstance(events[-1], Done) and "The last action failed" not in t.text
+    assert [a.input.get("coordinate") for a in t.actions][1:4] == [None, None, None]
+    typed = await computer_client.screenshot(job.id, t.screenshots[3].blob)
+    before = await computer_client.screenshot(job.id, t.screenshots[2].blob)
+    assert typed != before, "typing after the click at the cursor changed the page"
 
 
 async def test_typed_text_and_secrets_are_redacted_in_action_events(

@@ -21,10 +21,12 @@ from relayq.simulator import (
     COMPUTER_PLANS,
     DEMO_SIGNUP_TARGETS,
     IMAGE_TOKENS,
+    SMALL_TARGET,
     Simulator,
     computer_plan,
     computer_step,
     count_input_tokens,
+    model_view,
     scripted_computer_turn,
 )
 from tests.pngs import png_base64
@@ -499,3 +501,35 @@ async def test_scroll_bad_and_invalid_submit_on_the_demo_page(demo: Any) -> None
         await demo.execute(params.pop("action"), **params)
     assert await page.evaluate("window.scrollY") == 500
     assert await page.locator("#features h3").is_visible()
+
+
+@pytest.mark.parametrize(
+    ("screenshot", "declared", "view"),
+    [
+        ((1920, 1080), (1920, 1080), (1429, 804)),  # the API shrinks it: long edge, 1.15 MP
+        ((1366, 768), (1366, 768), (1366, 768)),  # within the limits: seen as it is
+        (None, (1920, 1200), (1356, 847)),  # no screenshot yet: the declared display, shrunk
+        (None, None, (1280, 720)),
+    ],
+)
+def test_the_small_target_is_clicked_where_the_model_sees_it(
+    screenshot: tuple[int, int] | None,
+    declared: tuple[int, int] | None,
+    view: tuple[int, int],
+) -> None:
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "[[sim:plan=small_target]]"}]
+    if screenshot is not None:
+        messages += [
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_sim_1",
+                                               "name": "computer",
+                                               "input": {"action": "screenshot"}}]},
+            {"role": "user", "content": [
+                screenshot_result("toolu_sim_1", png_base64(*screenshot))
+            ]},
+        ]  # fmt: skip
+    tools = [] if declared is None else [
+        {**COMPUTER_TOOL, "display_width_px": declared[0], "display_height_px": declared[1]}
+    ]  # fmt: skip
+    body = {"model": MODEL, "max_tokens": 1024, "tools": tools, "messages": messages}
+    assert model_view(body) == view
+    assert computer_plan(body)[1] == {"action": "left_click", "coordinate": SMALL_TARGET.on(view)}

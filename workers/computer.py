@@ -56,10 +56,10 @@ SUMMARY_REQUEST = (
 SYSTEM_PROMPT = """\
 You are operating a Chromium browser through the `computer` tool. The screen is \
 {width}x{height} pixels and shows only the web page (no address bar, no other windows). The \
-browser has opened {start_url}. Coordinates are page pixels from the top-left corner. After each \
-action you receive a screenshot of the page. Some addresses are blocked by the browser's network \
-policy; when an action reports a blocked address, do not try to reach it another way. When the \
-task is done, or cannot be done, stop calling tools and reply with a short summary."""
+browser has opened {start_url}. Coordinates are screen pixels from the top-left corner. After \
+each action you receive a screenshot of the screen. Some addresses are blocked by the browser's \
+network policy; when an action reports a blocked address, do not try to reach it another way. \
+When the task is done, or cannot be done, stop calling tools and reply with a short summary."""
 
 
 async def computer_use(ctx: dict[str, Any], payload: str) -> None:
@@ -90,6 +90,8 @@ class _Loop:
         self.violations: list[Violation] = []
         self._reported_violations = 0
         self._last_signature: tuple[str, str] | None = None
+        self.display = (job.display_width, job.display_height)
+        """The display the model sees (its screenshots' size), once the tool is built."""
         self._repeats = 0
         self.model = LLM(
             model=job.model,
@@ -134,7 +136,9 @@ class _Loop:
                     await self._fail("navigation_failed", str(e))
                     return
                 await actions.settle()
-                await self._publish_screenshot(actions, await actions.screenshot())
+                self.display = tool.display_size
+                first = await actions.screenshot(size=self.display)
+                await self._publish_screenshot(actions, first)
                 await self._converse(tool, actions)
             finally:
                 await tool.aclose()
@@ -143,11 +147,10 @@ class _Loop:
     async def _converse(self, tool: ComputerTool, actions: PageActions) -> None:
         job = self.job
         ctx = ChatContext()
+        width, height = tool.display_size  # what the model sees: scaled above API limits
         ctx.add_message(
             role="system",
-            content=SYSTEM_PROMPT.format(
-                width=job.display_width, height=job.display_height, start_url=job.start_url
-            )
+            content=SYSTEM_PROMPT.format(width=width, height=height, start_url=job.start_url)
             + (f"\n\n{job.system}" if job.system else ""),
         )
         ctx.add_message(role="user", content=job.task)
@@ -279,8 +282,8 @@ class _Loop:
                 step=self.step,
                 blob=blob,
                 media_type=actions.media_type,
-                width=self.job.display_width,
-                height=self.job.display_height,
+                width=self.display[0],
+                height=self.display[1],
                 size=len(image),
                 settle_ms=settle_ms,
                 url=actions.page.url,

@@ -22,9 +22,10 @@ Endpoints
     ``{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}``.
 ``POST /v1/messages/count_tokens``
     ``{"input_tokens": N}`` computed the same way as ``usage.input_tokens``.
-``GET /demo/signup`` (also ``/demo_signup.html``)
+``GET /demo/signup`` (also ``/demo_signup.html``), ``GET /demo/small-target``
     The demo sign-up page (``relayq/static/demo_signup.html``) that the ``signup`` plan fills in,
-    so a computer-use job can run with the simulator as its only server. No key needed.
+    and the page of the ``small_target`` plan, so a computer-use job can run with the simulator
+    as its only server. No key needed.
 ``GET /_sim/stats`` / ``POST /_sim/reset``
     Counters (requests, outcomes, injected faults, cache hits); reset clears counters, the
     per-request fault state and the prompt cache.
@@ -94,7 +95,19 @@ by text placeholders, as context-trimming loops do), so a retry gets the same tu
 ``scroll``            scroll down 5 at (640, 360); screenshot
 ``navigate_blocked``  left_click the "Terms of service" link (871, 616), which leads off-site to
                       https://terms.acme-cloud.example/ (for allow-list tests); screenshot
+``at_cursor``         on the demo page: mouse_move to Name (940, 236); left_click and scroll
+                      down 1 without ``coordinate`` (at the cursor); type "Ada Lovelace";
+                      screenshot
+``small_target``      on ``/demo/small-target`` (a 10x10 px square at 75 %/80 % of the
+                      viewport): screenshot; left_click the square where the model sees it
+                      (``SMALL_TARGET`` resolved by ``model_view``); screenshot
 ====================  =========================================================================
+
+Coordinates of ``small_target`` are those of the image the model sees: the request's latest
+screenshot as the API shrinks it (long edge at most 1568 px, about 1.15 megapixels,
+``model_view``), as the real model answers. A client that sends a 1920x1080 screenshot unscaled
+gets a click meant for a 1429x804 image; one that scales screenshots to its declared display and
+maps coordinates back hits the square.
 
 ``COMPUTER_PLANS`` maps names to the inputs, ``DEMO_SIGNUP_TARGETS`` names the demo page's control
 centres, ``computer_plan(body)`` is a request's plan and ``scripted_computer_turn(body)`` the
@@ -252,7 +265,7 @@ reply before it is encoded; ``wire`` the SSE/JSON encoding and the API's error s
 
 from __future__ import annotations
 
-from .computer import COMPUTER_PLANS, DEMO_SIGNUP_TARGETS, ENDLESS_PLANS
+from .computer import COMPUTER_PLANS, DEMO_SIGNUP_TARGETS, ENDLESS_PLANS, SMALL_TARGET, model_view
 from .directives import DirectiveError, parse_directives, request_directives
 from .replies import (
     IMAGE_TOKENS,
@@ -262,7 +275,7 @@ from .replies import (
     scripted_reply,
 )
 from .request import computer_step, fingerprint
-from .server import DEMO_SIGNUP_PATH, Simulator, main, run_in_thread
+from .server import DEMO_SIGNUP_PATH, SMALL_TARGET_PATH, Simulator, main, run_in_thread
 
 __all__ = [
     "COMPUTER_PLANS",
@@ -270,6 +283,8 @@ __all__ = [
     "DEMO_SIGNUP_TARGETS",
     "ENDLESS_PLANS",
     "IMAGE_TOKENS",
+    "SMALL_TARGET",
+    "SMALL_TARGET_PATH",
     "DirectiveError",
     "Simulator",
     "computer_plan",
@@ -277,6 +292,7 @@ __all__ = [
     "count_input_tokens",
     "fingerprint",
     "main",
+    "model_view",
     "parse_directives",
     "request_directives",
     "run_in_thread",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from .computer import COMPUTER_PLANS, DEFAULT_COMPUTER_PLAN, computer_reply
+from .computer import DEFAULT_COMPUTER_PLAN, computer_reply, plan_inputs
 from .directives import DirectiveError, request_directives, strip_directives
 from .plan import (
     PROMPT_WORDS,
@@ -126,10 +125,11 @@ def computer_plan(body: Mapping[str, Any]) -> list[JSON]:
     """The ``computer`` tool inputs the request's plan runs through, in order (a copy).
 
     The plan is named by ``[[sim:plan=NAME]]`` in the task or the system prompt (default
-    ``look``); an endless plan (``ENDLESS_PLANS``) repeats its list forever. Raises
-    ``ValueError`` for an unknown plan or another malformed directive.
+    ``look``); an endless plan (``ENDLESS_PLANS``) repeats its list forever. A point given
+    relative to the model's view is resolved for this request's view. Raises ``ValueError``
+    for an unknown plan or another malformed directive.
     """
-    return copy.deepcopy(COMPUTER_PLANS[_plan_name(body)])
+    return plan_inputs(_plan_name(body), body)
 
 
 def reply_plan(body: Mapping[str, Any]) -> ReplyPlan:

@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .computer import SMALL_TARGET_PAGE
 from .directives import DirectiveError, Directives, FaultSpec
 from .plan import ReplyPlan, Usage
 from .replies import PromptCache, count_input_tokens, reply_plan
@@ -43,8 +44,10 @@ from .wire import (
     stream_events,
 )
 
-__all__ = ["DEMO_SIGNUP_PATH", "Simulator", "main", "run_in_thread"]
+__all__ = ["DEMO_SIGNUP_PATH", "SMALL_TARGET_PATH", "Simulator", "main", "run_in_thread"]
 
+SMALL_TARGET_PATH = "/demo/small-target"
+"""The page of the ``small_target`` plan: a 10x10 px square at 75 %/80 % of the viewport."""
 DEMO_SIGNUP_PATH = "/demo/signup"
 """Where the simulator serves the demo signup page (also at ``/demo_signup.html``), so a
 computer-use job on the ``signup`` plan can run with nothing else started."""
@@ -140,6 +143,7 @@ class Simulator:
                 Route("/_sim/reset", self._reset, methods=["POST"]),
                 Route(DEMO_SIGNUP_PATH, self._demo_signup, methods=["GET"]),
                 Route("/demo_signup.html", self._demo_signup, methods=["GET"]),
+                Route(SMALL_TARGET_PATH, self._small_target, methods=["GET"]),
             ],
             exception_handlers={HTTPException: self._http_exception},
         )
@@ -243,6 +247,9 @@ class Simulator:
     async def _demo_signup(self, request: Request) -> Response:
         page = resources.files("relayq").joinpath("static", "demo_signup.html").read_bytes()
         return Response(page, media_type="text/html; charset=utf-8")
+
+    async def _small_target(self, request: Request) -> Response:
+        return Response(SMALL_TARGET_PAGE, media_type="text/html; charset=utf-8")
 
     async def _get_stats(self, request: Request) -> Response:
         return JSONResponse(self.stats, headers={"request-id": self._next_request_id()})

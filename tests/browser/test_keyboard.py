@@ -110,3 +110,24 @@ async def test_hold_key_keeps_the_key_down_for_the_duration(
     [up] = await controls.evaluate("window.eventsOf('keyup')")
     assert down["key"] == up["key"] == "Shift"
     assert up["t"] - down["t"] >= duration * 1000 * 0.8
+
+
+async def test_key_repeat_presses_the_key_that_many_times(
+    tool: ComputerTool, controls: Page
+) -> None:
+    await controls.click("#text")
+    await tool.execute("type", text="abcdef")
+    await tool.execute("key", text="BackSpace", repeat=4)
+    assert await controls.input_value("#text") == "ab"
+
+
+async def test_page_actions_hold_key_holds_half_a_second_by_default(
+    tool: ComputerTool, controls: Page
+) -> None:
+    """livekit's PageActions.hold_key(text, duration=0.5)."""
+    await controls.focus("#text")
+    await tool.actions.hold_key("shift")
+    [down] = await controls.evaluate("window.eventsOf('keydown')")
+    [up] = await controls.evaluate("window.eventsOf('keyup')")
+    assert down["key"] == up["key"] == "Shift"
+    assert 450 <= up["t"] - down["t"] < 2000

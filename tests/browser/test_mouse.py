@@ -214,3 +214,67 @@ async def test_scroll_with_shift_holds_shift_on_the_wheel_event(
     [wheel] = await events(scroll_page, "wheel")
     assert wheel["shift"] is True
     assert [e["key"] for e in await events(scroll_page, "keyup")] == ["Shift"]
+
+
+@pytest.mark.parametrize(
+    ("action", "event", "detail"),
+    [
+        ("left_click", "click", 1),
+        ("double_click", "dblclick", 2),
+        ("triple_click", "click", 3),
+        ("right_click", "contextmenu", 0),
+        ("middle_click", "auxclick", 1),
+    ],
+)
+async def test_a_click_without_coordinate_acts_where_the_cursor_is(
+    tool: ComputerTool, controls: Page, action: str, event: str, detail: int
+) -> None:
+    x, y = await center(controls, "#btn")
+    await tool.execute("mouse_move", coordinate=[x, y])
+    await tool.execute(action)
+    fired = (await events(controls, event))[-1]
+    assert (fired["x"], fired["y"], fired["target"], fired["detail"]) == (x, y, "btn", detail)
+
+
+async def test_a_modifier_click_without_coordinate_holds_the_modifier_at_the_cursor(
+    tool: ComputerTool, controls: Page
+) -> None:
+    x, y = await center(controls, "#btn")
+    await tool.execute("mouse_move", coordinate=[x, y])
+    await tool.execute("left_click", text="ctrl")
+    assert await controls.evaluate("window.clicks") == [
+        {"x": x, "y": y, "shift": False, "ctrl": True}
+    ]
+
+
+async def test_a_scroll_without_coordinate_turns_the_wheel_where_the_cursor_is(
+    tool: ComputerTool, scroll_page: Page
+) -> None:
+    await tool.execute("mouse_move", coordinate=[300, 200])
+    await tool.execute("scroll", scroll_direction="down", scroll_amount=2)
+    [wheel] = await events(scroll_page, "wheel")
+    assert (wheel["x"], wheel["y"], wheel["dy"]) == (300, 200, 200)
+
+
+async def test_left_click_drag_holds_its_modifier_keys_for_the_whole_drag(
+    tool: ComputerTool, controls: Page
+) -> None:
+    sx, sy = await center(controls, "#box")
+    await tool.execute(
+        "left_click_drag", start_coordinate=[sx, sy], coordinate=[sx + 60, sy + 20], text="shift"
+    )
+    [down] = await events(controls, "mousedown")
+    [up] = await events(controls, "mouseup")
+    moves = [m for m in await events(controls, "mousemove") if m["buttons"] == 1]
+    assert down["shift"] and up["shift"] and moves and all(m["shift"] for m in moves)
+    assert await center(controls, "#box") == [sx + 60, sy + 20]
+    [keyup] = [k for k in await events(controls, "keyup") if k["key"] == "Shift"]
+    assert keyup["t"] >= up["t"]
+
+
+async def test_page_actions_scroll_down_three_clicks_by_default(
+    tool: ComputerTool, scroll_page: Page
+) -> None:
+    """livekit's PageActions.scroll(x, y) defaults: direction "down", amount 3."""
+    await tool.actions.scroll(640, 360)
+    assert await scroll_page.evaluate("window.scrollY") == 300

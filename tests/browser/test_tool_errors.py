@@ -35,7 +35,8 @@ def error_text(result: dict[str, Any]) -> str:
         ({"action": "left_click", "coordinate": [10.5, 10]}, "must be two integers"),
         ({"action": "left_click", "coordinate": ["10", 10]}, "must be two integers"),
         ({"action": "left_click", "coordinate": [10, 10, 10]}, "must be two integers"),
-        ({"action": "left_click"}, "coordinate [x, y] is required for left_click"),
+        ({"action": "mouse_move"}, "coordinate [x, y] is required for mouse_move"),
+        ({"action": "key", "text": "Down", "repeat": 0}, "repeat must be an integer from 1 to 100"),
         (
             {"action": "left_click_drag", "coordinate": [5, 5]},
             "start_coordinate [x, y] is required",
@@ -65,6 +66,11 @@ async def test_bad_input_is_an_error_result_with_a_readable_message(
     tool: ComputerTool, tool_input: dict[str, Any], message: str
 ) -> None:
     assert message in error_text(await tool.tool_result("toolu_1", tool_input))
+
+
+async def test_a_tool_error_is_also_a_value_error_as_upstream_raises(tool: ComputerTool) -> None:
+    with pytest.raises(ValueError, match="unknown action 'teleport'"):
+        await tool.execute("teleport")
 
 
 async def test_execute_raises_a_tool_error_on_bad_input(tool: ComputerTool) -> None:
