@@ -8,11 +8,13 @@ stream, so an AgentSession can swap `anthropic.LLM` for `QueuedLLM` with no othe
 Function tools are sent as JSON schemas; tool calls come back as FunctionToolCall chunks for the
 agent to run. With extended thinking, the signed thinking blocks come back as LLMStream sends
 them (`delta.extra`, and on each FunctionToolCall's `extra`), so the agent's next request of the
-tool loop carries them, as the API requires. The queue is the only retry layer: a terminal `error` raises the matching APIError
-(same `retryable`), and LiveKit's own retry loop is switched off for these streams. Output of a
-voided attempt is never yielded twice: the next attempt's output is checked against what was
-already yielded and only the new part goes out (if it diverges, the stream fails, not repeats).
-Closing the stream before the job ends cancels the job.
+tool loop carries them, as the API requires.
+
+The queue is the only retry layer: a terminal `error` raises the matching APIError (same
+`retryable`), and LiveKit's own retry loop is switched off for these streams. Output of a voided
+attempt is never yielded twice: the next attempt's output is checked against what was already
+yielded and only the new part goes out (if it diverges, the stream fails, not repeats). Closing
+the stream before the job ends cancels the job.
 """
 
 from __future__ import annotations
