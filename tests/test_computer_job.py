@@ -11,7 +11,7 @@ import pytest
 
 from relayq.client import Client
 from relayq.schemas.constants import WORKERS_PATTERN
-from relayq.schemas.events import Action, Done, Error, Event, Screenshot, Text
+from relayq.schemas.events import Action, Done, Error, Event, Screenshot, Text, Thinking
 from relayq.schemas.jobs import ComputerUseJob
 from relayq.simulator import (
     DEMO_SIGNUP_PATH,
@@ -117,6 +117,22 @@ async def test_clicks_and_scrolls_without_a_coordinate_act_at_the_cursor(
     typed = await computer_client.screenshot(job.id, t.screenshots[3].blob)
     before = await computer_client.screenshot(job.id, t.screenshots[2].blob)
     assert typed != before, "typing after the click at the cursor changed the page"
+
+
+async def test_a_computer_job_with_thinking_sends_each_turns_signed_thinking_back(
+    computer_client: Client, site: str, simulator: Simulator
+) -> None:
+    rejected_before = sum(simulator.stats["rejected"].values())
+    job = signup_job(site, thinking={"type": "enabled", "budget_tokens": 1024})
+    await computer_client.submit(job)
+
+    events = await events_of(computer_client, job.id)
+
+    assert isinstance(events[-1], Done) and events[-1].stop_reason == "end_turn"
+    signed = [e for e in events if isinstance(e, Thinking) and e.signature]
+    plan = computer_plan({"messages": [{"role": "user", "content": job.task}]})
+    assert len(signed) == len(plan) + 1  # one thinking block per model turn
+    assert sum(simulator.stats["rejected"].values()) == rejected_before
 
 
 async def test_typed_text_and_secrets_are_redacted_in_action_events(

@@ -277,4 +277,5 @@ async def test_page_actions_scroll_down_three_clicks_by_default(
 ) -> None:
     """livekit's PageActions.scroll(x, y) defaults: direction "down", amount 3."""
     await tool.actions.scroll(640, 360)
+    await tool.actions.settle()
     assert await scroll_page.evaluate("window.scrollY") == 300

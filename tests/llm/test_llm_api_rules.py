@@ -110,3 +110,15 @@ async def test_tool_choice_none_after_a_tool_call_keeps_the_tools_the_history_ne
     chunks = await collect(stream)
     assert text_of(chunks).startswith("The tool said: sunny.")
     assert not [c for c in chunks if c.delta and c.delta.tool_calls]
+
+
+async def test_empty_texts_of_a_livekit_context_never_become_empty_text_blocks(
+    make_sim_llm: Callable[..., LLM],
+) -> None:
+    ctx = ChatContext()
+    ctx.add_message(role="system", content="")
+    ctx.add_message(role="user", content=["", "What is the weather in Oslo?"])
+    ctx.add_message(role="assistant", content="")
+    ctx.add_message(role="user", content="")
+    stream = make_sim_llm(model="claude-sonnet-4-6").chat(chat_ctx=ctx, conn_options=NO_RETRY)
+    assert text_of(await collect(stream)).startswith("Simulated reply to: What is the weather")
