@@ -10,7 +10,7 @@ import pytest
 from livekit.agents import APIConnectionError, APIStatusError, APITimeoutError
 
 from relayq.schemas.jobs import ChatJob, ConnOptions
-from relayq.workers.retry_policy import backoff, retry_delay
+from relayq.workers.retry_policy import backoff, error_info, retry_delay
 
 JOB = ChatJob(prompt="x", conn_options=ConnOptions(max_retry=3, retry_interval=1.0))
 
@@ -69,3 +69,61 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
         samples = [backoff(1.0, attempt) for _ in range(50)]
         assert all(ceiling * 0.5 <= s <= ceiling for s in samples)
         assert len(set(samples)) > 1
+
+
+# ---------------------------------------------------------------------------------------------
+# what events say: a failure as a person reads it, never an SDK repr
+
+
+def sdk_status_error(code: int, error_type: str, message: str) -> APIStatusError:
+    request = httpx2.Request("POST", "http://api/v1/messages")
+    body = {"type": "error", "error": {"type": error_type, "message": message}}
+    response = httpx2.Response(code, json=body, request=request)
+    cause = anthropic.APIStatusError(f"Error code: {code} - {body}", response=response, body=body)
+    error = APIStatusError(cause.message, status_code=code, body=body)
+    error.__cause__ = cause
+    return error
+
+
+def test_an_overload_that_is_retried_says_so_with_the_delay() -> None:
+    info = error_info(sdk_status_error(529, "overloaded_error", "Overloaded"), retry_in=0.43)
+
+    assert info.message == "Anthropic API overloaded (529), retrying in 0.4 s"
+    assert (info.type, info.status_code, info.retryable) == ("APIStatusError", 529, True)
+
+
+def test_a_rejected_request_carries_the_apis_own_reason() -> None:
+    error = sdk_status_error(
+        400, "invalid_request_error", "messages: text content blocks must be non-empty"
+    )
+
+    info = error_info(error)
+
+    assert info.message == (
+        "Anthropic API rejected the request (400): messages: text content blocks must be non-empty"
+    )
+    assert "Error code" not in info.message and "{" not in info.message
+
+
+def test_a_transient_failure_after_output_says_why_it_was_not_retried() -> None:
+    info = error_info(status_error(529, retryable=False))
+
+    assert (
+        info.message
+        == "Anthropic API overloaded (529); not retried: output had already been streamed"
+    )
+
+
+def test_connection_failures_and_timeouts_name_what_happened() -> None:
+    refused = APIConnectionError()
+    refused.__cause__ = httpx2.ConnectError("[Errno 111] Connection refused")
+
+    assert error_info(refused).message == (
+        "could not connect to the Anthropic API ([Errno 111] Connection refused)"
+    )
+    assert error_info(APITimeoutError(), retry_in=1.0).message == (
+        "Anthropic API did not answer in time, retrying in 1.0 s"
+    )
+    assert error_info(APIConnectionError("stream ended before message_stop")).message == (
+        "the connection to the Anthropic API broke off (stream ended before message_stop)"
+    )

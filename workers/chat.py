@@ -66,7 +66,7 @@ async def _run_chat(attempt: AttemptContext) -> None:
                             publisher.emit(event)
     except APIError as e:
         delay = retry_delay(e, job, attempt.number)
-        info = error_info(e)
+        info = error_info(e, retry_in=delay)
         if delay is None:
             await publisher.finish(
                 Error(job_id=job.id, attempt=attempt.number, error=info), usage=usage_total

@@ -133,7 +133,12 @@ class _Loop:
                 try:
                     await actions.navigate(job.start_url)
                 except PageActionError as e:
-                    await self._fail("navigation_failed", str(e))
+                    # a redirect hop the policy refused reaches Chromium as a failed connection
+                    # (ERR_SOCKS_CONNECTION_FAILED): the violation is the real reason
+                    if refusal := self._refused_navigation(job.start_url):
+                        await self._fail("navigation_blocked", refusal)
+                    else:
+                        await self._fail("navigation_failed", str(e))
                     return
                 await actions.settle()
                 self.display = tool.display_size
@@ -264,6 +269,17 @@ class _Loop:
                 "that did not change; stopped to save the step budget"
             )
 
+    def _refused_navigation(self, url: str) -> str:
+        """What the network policy refused while `url` was being opened, or ''."""
+        fresh = self.violations[self._reported_violations :]
+        self._reported_violations = len(self.violations)
+        if not fresh:
+            return ""
+        refused = fresh[0]
+        rule = refused.reason.removeprefix("blocked: ")
+        where = "" if refused.url == url else f" led to {refused.url}, which"
+        return f"{url}{where} is blocked by the browser's network policy: {rule}"
+
     def _new_violations(self) -> str:
         fresh = self.violations[self._reported_violations :]
         self._reported_violations = len(self.violations)
@@ -336,7 +352,7 @@ async def _run_computer_use(attempt: AttemptContext) -> None:
             await loop.run()
     except APIError as e:
         delay = retry_delay(e, job, attempt.number)
-        info = error_info(e)
+        info = error_info(e, retry_in=delay)
         if delay is None:
             await loop._fail(info.type, info.message, retryable=info.retryable)
             return

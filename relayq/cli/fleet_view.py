@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from relayq.cli.tables import table
-from relayq.cli.terminal import YELLOW, is_terminal, size, style, styled
+from relayq.cli.terminal import BOLD, RED, YELLOW, is_terminal, size, style, styled, wrap
 from relayq.client import Client, JobStatus
 from relayq.fleet import (
     QueueDepth,
@@ -26,6 +26,7 @@ from relayq.schemas.events import ErrorInfo
 
 RECENT_FOR_FAILURES = 200
 FAILURES_SHOWN = 10
+ERROR_MARK = "  ↳ "
 JOB_COLUMNS = (
     "job",
     "kind",
@@ -35,7 +36,7 @@ JOB_COLUMNS = (
     "created",
     "wait",
     "took",
-    "tokens in/out",
+    "tokens",
     "cost",
     "error",
 )
@@ -112,7 +113,6 @@ def print_status(data: dict[str, Any], out: TextIO = sys.stdout) -> None:
         rows = [
             [
                 w["id"],
-                f"{w['host']}:{w['pid']}",
                 ",".join(queue_name_of(q) for q in w["queues"]),
                 str(len(w["running"])),
                 "-" if w["browser_contexts"] is None else str(w["browser_contexts"]),
@@ -120,8 +120,8 @@ def print_status(data: dict[str, Any], out: TextIO = sys.stdout) -> None:
             ]
             for w in workers
         ]
-        headers = ["worker", "process", "queues", "running", "browsers", "seen"]
-        lines += table(headers, rows, width=width, shrink=["process"], color=color)
+        headers = ["worker", "queues", "running", "browsers", "seen"]
+        lines += table(headers, rows, width=width, optional=["browsers"], color=color)
     for warning in data["warnings"]:
         lines.append(style(f"warning: {warning}", YELLOW, enabled=color))
     if data["recent_failures"]:
@@ -137,10 +137,11 @@ def print_jobs(listed: list[dict[str, Any]], out: TextIO = sys.stdout) -> None:
 
 
 def job_table(listed: list[dict[str, Any]], width: int | None, color: bool) -> list[str]:
+    """One row per job; in a terminal too narrow for the error column, a failed job's error
+    goes on the lines below its row instead, in full."""
     rows = []
     for j in listed:
         usage = j["usage"]
-        error = j["error"]
         rows.append(
             [
                 j["id"],
@@ -153,12 +154,24 @@ def job_table(listed: list[dict[str, Any]], width: int | None, color: bool) -> l
                 _span(j["duration_s"]),
                 f"{usage['prompt_tokens']:,}/{usage['completion_tokens']:,}" if usage else "-",
                 f"${j['cost_usd']:.4f}" if j["cost_usd"] is not None else "-",
-                f"{error['type']}: {error['message']}" if error else "",
+                j["error"]["message"] if j["error"] else "",
             ]
         )
-    numeric = ["att", "wait", "took", "tokens in/out", "cost"]
-    shrink = ["error", "model", "created", "kind"]
-    return table(JOB_COLUMNS, rows, width=width, shrink=shrink, numeric=numeric, color=color)
+    numeric = ["att", "wait", "took", "tokens", "cost"]
+    whole = table(JOB_COLUMNS, rows, numeric=numeric, color=color)
+    if width is None or all(len(line) <= width for line in whole[1:]):
+        return whole
+    optional = ["created", "model", "kind", "att", "wait"]
+    narrow = table(
+        JOB_COLUMNS[:-1], [r[:-1] for r in rows], width=width, optional=optional, numeric=numeric
+    )
+    lines = [style(narrow[0], BOLD, enabled=color)]
+    for line, job in zip(narrow[1:], listed, strict=True):
+        lines.append(line)
+        if job["error"]:
+            said = wrap(job["error"]["message"], width - len(ERROR_MARK))
+            lines += [style(ERROR_MARK + x, RED, enabled=color) for x in said]
+    return lines
 
 
 def print_json(data: object, out: TextIO = sys.stdout) -> None:

@@ -141,7 +141,7 @@ def _submit(command: Command, settings: Settings) -> None:
         epilog="examples:\n"
         '  relayq submit chat --prompt "Write a haiku about queues" --max-tokens 200\n'
         "  relayq submit chat --job-file job.json       # a ChatJob as JSON (CONTRACT.md)\n"
-        '  echo \'{"prompt": "Hi"}\' | relayq submit chat --job-file -',
+        '  echo \'{"prompt": "Hi"}\' | relayq submit chat --job-file -\n\n' + ENVIRONMENT,
         formatter_class=Formatter,
     )
     source = chat.add_mutually_exclusive_group(required=True)
@@ -168,7 +168,7 @@ def _submit(command: Command, settings: Settings) -> None:
         "      --allowed-domain example.com --max-steps 20\n"
         "  # offline, against the simulator (which serves the demo page itself):\n"
         "  relayq submit computer --task '[[sim:plan=signup]] Sign up as Ada' \\\n"
-        "      --url http://127.0.0.1:8765/demo/signup --allow-private-network",
+        "      --url http://127.0.0.1:8765/demo/signup --allow-private-network\n\n" + ENVIRONMENT,
         formatter_class=Formatter,
     )
     source = computer.add_mutually_exclusive_group(required=True)
@@ -308,8 +308,12 @@ def _servers(command: Command) -> None:
         "  relayq simulator --port 8765\n"
         "  relayq simulator --fault-rate 0.1 --tokens-per-second 50",
     )
-    simulator.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
-    simulator.add_argument("--port", type=int, default=8765, help="(default: %(default)s)")
+    simulator.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    simulator.add_argument(
+        "--port", type=int, default=8765, help="port to listen on (default: %(default)s)"
+    )
     simulator.add_argument(
         "--api-key", help="accept only this x-api-key (default: any key is accepted)"
     )
@@ -336,8 +340,12 @@ def _servers(command: Command) -> None:
         "  RELAYQ_API_KEYS=me:secret-key relayq gateway --port 8000   # then open "
         "http://127.0.0.1:8000/",
     )
-    gateway.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
-    gateway.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
+    gateway.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    gateway.add_argument(
+        "--port", type=int, default=8000, help="port to listen on (default: %(default)s)"
+    )
     gateway.set_defaults(handler=operator.gateway)
 
 

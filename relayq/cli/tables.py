@@ -1,7 +1,7 @@
-"""Plain-text tables. Columns are as wide as their widest cell; when a terminal is narrower,
-only the columns named `shrink` give way (cut with `…`), so ids are never cut: a row that still
-does not fit wraps in the terminal rather than losing characters. Output that is not a terminal
-is never cut."""
+"""Plain-text tables. Columns are as wide as their widest cell. When a terminal is narrower, the
+`optional` columns are left out (in the order given), then the `shrink` columns give way (cut
+with `…`); other columns, ids above all, are never cut. Output that is not a terminal is never
+cut."""
 
 from __future__ import annotations
 
@@ -19,38 +19,38 @@ def table(
     *,
     width: int | None = None,
     shrink: Sequence[str] = (),
+    optional: Sequence[str] = (),
     numeric: Sequence[str] = (),
     color: bool = False,
 ) -> list[str]:
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    widths = {h: max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)}
+    shown = list(headers)
     if width is not None:
-        widths = _fit(list(headers), widths, width, shrink)
-    right = {headers.index(h) for h in numeric if h in headers}
+        floors = {
+            h: min(w, max(MIN_SHRUNK, len(h))) if h in shrink else w for h, w in widths.items()
+        }
+        for name in optional:
+            if _total([floors[h] for h in shown]) <= width:
+                break
+            if name in shown:
+                shown.remove(name)
+        excess = _total([widths[h] for h in shown]) - width
+        for name in shrink:
+            if excess > 0 and name in shown:
+                give = min(excess, widths[name] - floors[name])
+                widths[name] -= give
+                excess -= give
 
     def line(cells: Sequence[str]) -> str:
-        shown = []
-        for i, cell in enumerate(cells):
-            cell = _cut(cell, widths[i])
-            shown.append(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]))
-        return GAP.join(shown).rstrip()
+        out = []
+        for h in shown:
+            cell = cells[headers.index(h)]
+            cell = cell if len(cell) <= widths[h] else cell[: max(widths[h] - 1, 0)] + "…"
+            out.append(cell.rjust(widths[h]) if h in numeric else cell.ljust(widths[h]))
+        return GAP.join(out).rstrip()
 
     return [style(line(headers), BOLD, enabled=color), *(line(r) for r in rows)]
 
 
-def _fit(headers: list[str], widths: list[int], width: int, shrink: Sequence[str]) -> list[int]:
-    excess = sum(widths) + len(GAP) * (len(widths) - 1) - width
-    for name in shrink:
-        if excess <= 0:
-            break
-        if name not in headers:
-            continue
-        i = headers.index(name)
-        floor = min(widths[i], max(MIN_SHRUNK, len(name)))
-        give = min(excess, widths[i] - floor)
-        widths[i] -= give
-        excess -= give
-    return widths
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+def _total(widths: Sequence[int]) -> int:
+    return sum(widths) + len(GAP) * (len(widths) - 1)

@@ -108,7 +108,7 @@ def live_frame(
     room = max(1, lines - len(head) - 1)
     if len(body) > room:
         hidden = len(body) - room + 1
-        more = f"… {hidden} earlier lines (all of it is printed when the job ends)"
+        more = f"… {hidden} earlier lines (all shown when the job ends)"
         body = [style(more[:columns], DIM, enabled=color), *body[-(room - 1) :]] if room > 1 else []
     return head + body
 
@@ -119,7 +119,7 @@ def _header(state: WatchState, columns: int, now: float, color: bool) -> list[st
         f"{phase}, attempt {attempt}" if phase in ("running", "retrying") and attempt > 1 else phase
     )
     title = f"{state.job_id} {label}"
-    lines = wrap(" · ".join([title, *_facts(state, now)]), columns)
+    lines = _joined([title, *_facts(state, now)], columns)
     if color and lines[0].startswith(title):
         shown = style(state.job_id, BOLD) + " " + style(label, BOLD, _STATE_STYLE.get(phase, BOLD))
         lines[0] = shown + lines[0][len(title) :]
@@ -134,6 +134,18 @@ def _header(state: WatchState, columns: int, now: float, color: bool) -> list[st
         lines += [style(x, YELLOW, enabled=color) for x in wrap(said, columns)]
     lines.append(style("─" * columns, DIM, enabled=color))
     return lines
+
+
+def _joined(parts: list[str], columns: int) -> list[str]:
+    """`a · b · c`, broken between parts (not inside one) where the line would be too long."""
+    lines = [""]
+    for part in parts:
+        candidate = f"{lines[-1]} · {part}" if lines[-1] else part
+        if len(candidate) <= columns or not lines[-1]:
+            lines[-1] = candidate
+        else:
+            lines.append(part)
+    return [x for line in lines for x in wrap(line, columns)]
 
 
 def _facts(state: WatchState, now: float) -> list[str]:
