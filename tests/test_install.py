@@ -232,3 +232,37 @@ def test_relayq_and_the_pypi_llm_cli_install_side_by_side(wheel: Path, tmp_path:
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "Simulated reply to: Hello beside the llm CLI" in demo.stdout
     assert "computer use skipped" in demo.stdout
+
+
+def test_the_producer_install_runs_relayq_submit_watch_and_cancel(
+    wheel: Path, tmp_path: Path, redis_url: str, worker: WorkerProcess
+) -> None:
+    bin_dir = new_venv(tmp_path / "venv", str(wheel))
+    assert installed(bin_dir) <= PRODUCER_DISTRIBUTIONS  # no rich, arq, anthropic, playwright
+    env = {k: v for k, v in worker.env.items() if k != "PYTHONPATH"}
+
+    def relayq(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(bin_dir / "relayq"), *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    submitted = relayq("submit", "chat", "--prompt", "From the producer install")
+    job_id = submitted.stdout.strip()
+    watched = relayq("watch", job_id)
+    cancelled = relayq("cancel", job_id)
+    operator = relayq("worker", "--queues", "chat")
+
+    assert submitted.returncode == 0 and job_id.startswith("job_"), submitted.stderr
+    assert watched.returncode == 0, watched.stderr
+    assert "Simulated reply to: From the producer install" in watched.stdout
+    assert cancelled.stdout.strip() == f"{job_id}: finished"
+    assert operator.returncode == 2
+    assert operator.stderr.strip() == (
+        "relayq: relayq worker needs the worker extra (arq is not installed): "
+        "pip install 'relayq[worker]'"
+    )

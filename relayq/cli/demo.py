@@ -99,6 +99,9 @@ async def _jobs(redis_url: str, prompt: str, site: str, *, simulated: bool) -> i
         await client.submit(computer)
         rule(f"computer-use job {computer.id}: Claude drives a real Chromium")
         code = await watch(client, computer.id)
+        if importlib.util.find_spec("jinja2") is None:
+            say("no HTML replay: Jinja2 is not installed (pip install 'relayq[replay]')")
+            return code
         replay = await write_replay(client, computer.id, REPLAY_PATH)
         say(f"replay of the computer-use job: {replay.resolve()}")
         return code
