@@ -1,6 +1,6 @@
 """What the fleet is doing, read from Redis: queue depth and a job's place in its queue, and the
-workers alive. Producer-safe (redis + the key names of relayq.schemas.constants): `relayq
-status`, `relayq watch` and the gateway share it.
+workers alive. Producer-safe (redis + the key names of relayq.schemas.constants), for `relayq
+status`, `relayq watch` and anything else that shows the fleet.
 
 A queue holds three kinds of jobs: waiting (due, and nobody's lease on it), running (due, leased
 by a worker) and delayed (due later: a retry's backoff, or a deferred job). Depth is the

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return sub
 
-    _submit(command, settings)
+    _submit(command)
     _watch(command)
     cancel = command(
         "cancel",
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _submit(command: Command, settings: Settings) -> None:
+def _submit(command: Command) -> None:
     submit = command(
         "submit",
         "enqueue a job and print its id",
