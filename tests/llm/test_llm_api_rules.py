@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from livekit.agents import APIConnectOptions
+from livekit.agents import APIConnectOptions, APIStatusError
 from livekit.agents.llm import ChatContext, FunctionCall, FunctionCallOutput, function_tool
 from llm_replay import collect, text_of
 
@@ -122,3 +122,38 @@ async def test_empty_texts_of_a_livekit_context_never_become_empty_text_blocks(
     ctx.add_message(role="user", content="")
     stream = make_sim_llm(model="claude-sonnet-4-6").chat(chat_ctx=ctx, conn_options=NO_RETRY)
     assert text_of(await collect(stream)).startswith("Simulated reply to: What is the weather")
+
+
+async def test_a_failure_after_thinking_was_streamed_is_final_not_retried(
+    make_sim_llm: Callable[..., LLM],
+) -> None:
+    ctx = ChatContext()
+    ctx.add_message(role="user", content="[[sim:midstream=overloaded_error after=2]] Think first")
+    llm = make_sim_llm(
+        model="claude-sonnet-4-6",
+        max_tokens=2048,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+    )
+    stream = llm.chat(
+        chat_ctx=ctx, conn_options=APIConnectOptions(max_retry=1, retry_interval=0, timeout=10)
+    )
+    thinking: list[str] = []
+    with pytest.raises(APIStatusError) as info:
+        async with stream:
+            async for chunk in stream:
+                if chunk.delta and chunk.delta.extra and "thinking" in chunk.delta.extra:
+                    thinking.append(chunk.delta.extra["thinking"])
+    assert info.value.status_code == 529 and info.value.retryable is False
+    assert len(thinking) == 2, "the thinking was delivered once, not again by a retry"
+
+
+async def test_a_thinking_tag_in_the_middle_of_a_reply_is_kept_when_tools_are_offered(
+    make_sim_llm: Callable[..., LLM],
+) -> None:
+    ctx = ChatContext()
+    ctx.add_message(role="user", content="Explain what <thinking> tags are for")
+    stream = make_sim_llm(model="claude-sonnet-4-6").chat(
+        chat_ctx=ctx, tools=[get_weather], tool_choice="none", conn_options=NO_RETRY
+    )
+    text = text_of(await collect(stream))
+    assert text.startswith("Simulated reply to: Explain what <thinking> tags are for.")
