@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from relayq.cli.parser import build_parser
-from relayq.schemas.settings import Settings
+from relayq.schemas.settings import Settings, env_name
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -23,14 +23,7 @@ OURS = {
 
 
 def known_env_vars() -> set[str]:
-    names = set()
-    for name, field in Settings.model_fields.items():
-        alias = field.validation_alias
-        if alias is not None and hasattr(alias, "choices"):
-            names.update(str(choice) for choice in alias.choices)
-        else:
-            names.add(f"RELAYQ_{name.upper()}")
-    return names
+    return {env_name(name) for name in Settings.model_fields}
 
 
 def test_the_compose_file_defines_redis_with_aof_and_our_services() -> None:

@@ -21,7 +21,8 @@ import pytest
 
 from tests.conftest import ROOT, WorkerProcess
 
-pytestmark = pytest.mark.install
+# a fresh venv takes 5-30 s on a quiet machine, minutes on a busy one
+pytestmark = [pytest.mark.install, pytest.mark.timeout(600)]
 
 # what `pip install relayq` may bring: redis and pydantic with their own dependencies
 PRODUCER_DISTRIBUTIONS = {
