@@ -424,6 +424,8 @@ async def test_recent_jobs_are_paginated_newest_first_for_the_tenant_only(
 
     assert [i for i in seen if i in ids] == list(reversed(ids))
     assert len(seen) == len(set(seen))
+    found = (await http.get("/v1/jobs", params={"q": "PAGE 3"}, headers=GLOBEX)).json()
+    assert [(j["id"], j["summary"]) for j in found["jobs"]] == [(ids[3], "page 3")]
     running = (await http.get("/v1/jobs", params={"status": "done"}, headers=GLOBEX)).json()
     assert all(j["status"] == "done" for j in running["jobs"])
 

@@ -89,6 +89,7 @@ async def test_the_jobs_list_shows_a_job_submitted_through_the_api_and_keeps_the
 
     row = page.locator(f'tr[data-job-id="{job_id}"]')
     await expect(row).to_be_visible()
+    await expect(row.locator(".summary")).to_have_text("Listed on the dashboard")
     await expect(row.get_by_text("done", exact=True)).to_be_visible()
     await expect(row).to_contain_text("claude-haiku-4-5")
     await expect(row.locator("td").nth(6)).to_have_text(re.compile(r"^\$0\.\d{4}$"))
@@ -263,6 +264,9 @@ async def test_the_jobs_list_filters_by_status_and_kind_and_searches_by_id(
     await page.get_by_label("Search").fill(failed[-10:])
     await expect(page.locator("#jobs-body tr")).to_have_count(1)
     await expect(page.locator(f'tr[data-job-id="{failed}"] .status')).to_have_text("error")
+    await page.get_by_label("Search").fill("ONE WORKS")  # the prompt, whatever the case
+    await expect(page.locator("#jobs-body tr")).to_have_count(1)
+    await expect(page.locator(f'tr[data-job-id="{done}"]')).to_be_visible()
     await page.get_by_label("Search").fill("no-such-job-anywhere")
     await expect(page.locator("#jobs-empty")).to_have_text("No job matches these filters.")
     await snapshot(page, "dashboard-jobs-filtered")

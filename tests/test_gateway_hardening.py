@@ -109,7 +109,7 @@ async def test_one_tenants_flood_neither_hides_nor_leaks_into_another_tenants_li
 ) -> None:
     with running_gateway(flood_db, gateway_submit_rate=0, gateway_daily_quota=0) as base:
         async with httpx.AsyncClient(base_url=base, headers=ACME, timeout=30) as http:
-            mine = await submit(http, {"prompt": "before the flood"})
+            mine = await submit(http, {"prompt": "acme was here first"})
             # globex's flood, straight through the client: thousands of newer jobs
             async with Client(flood_db, settings=Settings(redis_url=flood_db)) as client:
                 flood = [ChatJob(id=f"globex::flood-{n}", prompt="x") for n in range(5200)]

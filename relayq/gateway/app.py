@@ -20,6 +20,7 @@ from relayq.gateway.limits import SubmitLimits
 from relayq.gateway.metrics import GatewayMetrics, RequestMetrics
 from relayq.gateway.problems import Problem, install_problem_handlers
 from relayq.gateway.state import GatewayState
+from relayq.gateway.summaries import Summaries
 from relayq.pricing import price_table
 from relayq.schemas.settings import Settings
 
@@ -51,6 +52,7 @@ def create_app(settings: Settings, *, redis_url: str) -> FastAPI:
         state.pool = pool
         state.client = Client(redis=pool, settings=settings)
         state.limits = SubmitLimits(pool, settings)
+        state.summaries = Summaries(pool)
         metrics = state.metrics
 
         def on_read(entry: Entry, received: float) -> None:
@@ -69,7 +71,7 @@ def create_app(settings: Settings, *, redis_url: str) -> FastAPI:
         try:
             yield
         finally:
-            state.hub = state.client = state.pool = state.limits = None
+            state.hub = state.client = state.pool = state.limits = state.summaries = None
             await hub.aclose()
             await pool.aclose()
             await pool.connection_pool.disconnect()

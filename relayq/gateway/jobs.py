@@ -207,7 +207,10 @@ async def list_jobs(
     ] = None,
     q: Annotated[
         str | None,
-        Query(max_length=100, description="Only jobs whose id or model contains this text"),
+        Query(
+            max_length=100,
+            description="Only jobs whose id, model or prompt/task (its start) has this text",
+        ),
     ] = None,
 ) -> JobList:
     """The tenant's jobs, newest first, from the tenant's own index (7 days)."""
@@ -241,6 +244,8 @@ async def list_jobs(
         for job_id, _ in candidates:
             pipe.hmget(job_key(job_id), list(STATUS_FIELDS))
         rows: list[list[bytes | None]] = await pipe.execute() if candidates else []
+        live = [job_id for (job_id, _), values in zip(candidates, rows, strict=True) if any(values)]
+        summaries = await state.job_summaries().of(live)
         expired: list[str] = []
         for (job_id, created), values in zip(candidates, rows, strict=True):
             scanned += 1
@@ -249,13 +254,14 @@ async def list_jobs(
             if not fields:
                 expired.append(job_id)
                 continue
-            view = job_view(caller, job_id, fields, state.prices)
+            view = job_view(caller, job_id, fields, state.prices, summaries.get(job_id))
+            searched = (view.id, view.model, view.summary or "")
             if (
                 fields.get("tenant") != caller.owner
                 or caller.stored_id(view.id) != job_id
                 or (status and view.status != status)
                 or (kind and view.kind != kind)
-                or (needle and needle not in view.id.lower() and needle not in view.model.lower())
+                or (needle and not any(needle in text.lower() for text in searched))
             ):
                 continue
             jobs.append(view)
@@ -283,7 +289,8 @@ async def get_job(request: Request, caller: Authenticated, job_id: JobIdPath) ->
     state = state_of(request)
     pool, _, _ = state.ready()
     stored_id, fields = await owned(pool, caller, job_id)
-    return job_view(caller, stored_id, fields, state.prices)
+    summary = (await state.job_summaries().of([stored_id])).get(stored_id)
+    return job_view(caller, stored_id, fields, state.prices, summary)
 
 
 async def _stored_job(pool: Any, caller: Caller, job_id: str) -> _JobBase:

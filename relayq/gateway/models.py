@@ -29,6 +29,9 @@ class JobAccepted(BaseModel):
 class JobView(JobStatus):
     """A job's status (the client's `JobStatus`) with what only the gateway adds."""
 
+    summary: str | None = Field(
+        default=None, description="The start of the prompt or the task, on one line."
+    )
     cost_usd: float = Field(description="Estimate from the model's list price.")
     pricing: Price = Field(description="USD per million tokens used for the estimate.")
     links: JobLinks

@@ -23,12 +23,17 @@ def links(job_id: str) -> JobLinks:
 
 
 def job_view(
-    caller: Caller, stored_id: str, fields: Mapping[str, str], prices: Mapping[str, Price]
+    caller: Caller,
+    stored_id: str,
+    fields: Mapping[str, str],
+    prices: Mapping[str, Price],
+    summary: str | None = None,
 ) -> JobView:
     """The status of the caller's job `stored_id`, under the id the caller knows it by."""
     status = job_status_from_hash(caller.visible_id(stored_id), fields)
     return JobView(
         **{**dict(status), "tenant": caller.tenant},
+        summary=summary,
         cost_usd=estimate_cost(status.model, status.usage, prices),
         pricing=price_of(status.model, prices),
         links=links(status.id),

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from relayq.gateway.hub import StreamHub
     from relayq.gateway.limits import SubmitLimits
     from relayq.gateway.metrics import GatewayMetrics
+    from relayq.gateway.summaries import Summaries
     from relayq.pricing import Price
 
 
@@ -32,6 +33,7 @@ class GatewayState:
     client: Client | None = None
     hub: StreamHub | None = None
     limits: SubmitLimits | None = None
+    summaries: Summaries | None = None
 
     def ready(self) -> tuple[Redis, Client, StreamHub]:
         if self.pool is None or self.client is None or self.hub is None:
@@ -42,6 +44,11 @@ class GatewayState:
         if self.limits is None:
             raise ProblemError(503, "Service Unavailable", "the gateway is starting or stopping")
         return self.limits
+
+    def job_summaries(self) -> Summaries:
+        if self.summaries is None:
+            raise ProblemError(503, "Service Unavailable", "the gateway is starting or stopping")
+        return self.summaries
 
 
 def state_of(request: Request) -> GatewayState:

@@ -152,8 +152,10 @@
     const status = el("span", { text: job.status });
     setStatus(status, job.status);
     const link = el("a", { href: job.links.dashboard }, el("code", { text: job.id }));
+    const first = el("div", { className: "job-cell" }, link);
+    if (job.summary) first.append(el("span", { className: "summary", text: job.summary, title: job.summary }));
     return el("tr", { "data-job-id": job.id },
-      cell(0, {}, link),
+      cell(0, {}, first),
       cell(1, { text: kindLabel(job.kind) }),
       cell(2, {}, status),
       cell(3, { text: job.model }),
