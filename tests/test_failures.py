@@ -202,6 +202,7 @@ async def test_jobs_survive_a_redis_restart(
 async def test_a_retried_publish_whose_reply_was_lost_writes_nothing_twice(
     own_client: Client,
 ) -> None:
+    from relayq.workers.publisher import publish_once, write_args
     from relayq.workers.scripts import WorkerScripts
 
     job = ChatJob(prompt="idempotent writes")
@@ -211,8 +212,11 @@ async def test_a_retried_publish_whose_reply_was_lost_writes_nothing_twice(
     text = Text(job_id=job.id, attempt=1, text="once").model_dump_json()
     scripts = WorkerScripts(own_client.redis)
 
-    first = await scripts.call("publish", keys, ["1", 1000, "", 60, "", 1, text])
-    again = await scripts.call("publish", keys, ["1", 1000, "", 60, "", 1, text])
+    args = write_args(
+        attempt=1, maxlen=1000, status="", ttl_s=60, usage_json="", seq=1, events=[text]
+    )
+    first = await publish_once(scripts, keys, args)
+    again = await publish_once(scripts, keys, args)
 
     stream = await own_client.redis.xrange(events_key(job.id))
     assert first == again == 1

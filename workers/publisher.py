@@ -1,23 +1,32 @@
 """The event publisher: appends one attempt's events to its job stream, in order, fenced.
 
-The first event goes out at once; events that arrive while a write is in flight, and text that
-arrives within LINGER_S of the previous write, go out together with the next write (consecutive
-text deltas merged into one entry). A fast stream then costs at most one round trip per LINGER_S
-rather than one per token, and a slow one adds no delay.
-Every write runs `publish.lua`, which refuses it once another attempt owns the job or a terminal
-event was written: a presumed-dead worker that wakes up cannot publish into a job it lost.
+Coalescing adapts to the stream's pace. The first text delta of an attempt goes out at once. A
+later delta waits for the ones after it only while the stream's recent pace says the next delta
+will arrive within `HOLD_S` of the oldest one waiting; otherwise the text goes out at once. A fast
+stream is written in batches, one at 50 tokens/s in pairs of deltas, and a slow one delta by
+delta; no delta waits longer than `HOLD_S` (plus a write in flight). Consecutive deltas become one
+`text` entry. Every other kind of event goes out at once, with the text before it.
+
+The writes of every attempt in the process go through one `WriteBatcher` per Redis client: the
+writes that are ready while another call is in flight go together in the next `publish.lua` call
+(one call per hash slot on a Redis Cluster), so fifty streams cost one round trip, not fifty.
+`publish.lua` refuses a write once another attempt owns the job or a terminal event was written:
+a presumed-dead worker that wakes up cannot publish into a job it lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from opentelemetry import context as otel_context
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
 from relayq import tracing
 from relayq.schemas.constants import cancel_key, events_key, job_key
@@ -26,14 +35,122 @@ from relayq.workers.scripts import WorkerScripts
 
 logger = logging.getLogger(__name__)
 
-# Text that arrives within this long of the previous write waits for the next one; the first
-# delta of a turn, and every other kind of event, goes out at once.
-LINGER_S = 0.010
-_REDIS_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0, 5.0, 5.0)
+HOLD_S = 0.025
+"""The longest a text delta waits for the deltas after it before it is written."""
+_PACE_WEIGHT = 0.25  # weight of the newest gap in the running estimate of a stream's pace
+MAX_WRITES_PER_CALL = 128
+_CLOCK_SLACK_S = 0.0005  # a timer may fire a hair before its time
 
 
 class Fenced(Exception):
     """This attempt no longer owns the job: another attempt took over or the job has ended."""
+
+
+def write_args(
+    *,
+    attempt: int,
+    maxlen: int,
+    status: str,
+    ttl_s: int,
+    usage_json: str,
+    seq: int | str,
+    events: Sequence[str],
+) -> list[str | int]:
+    """One job's part of a publish.lua call's ARGV (after the leading keys-per-job count)."""
+    return [str(attempt), maxlen, status, ttl_s, usage_json, seq, len(events), *events]
+
+
+async def publish_once(
+    scripts: WorkerScripts, keys: Sequence[str], args: Sequence[str | int]
+) -> int:
+    """One job's write in a call of its own (`args` from `write_args`): events written, or -1."""
+    reply = await scripts.call("publish", keys, [len(keys), *args])
+    return _written(reply[0])
+
+
+def _written(reply: object) -> int:
+    if isinstance(reply, int):
+        return reply
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    raise ResponseError(text)
+
+
+@dataclass
+class _Write:
+    keys: list[str]
+    args: list[str | int]
+    slot: int
+    done: asyncio.Future[int]
+
+
+class WriteBatcher:
+    """Sends the publish writes of every attempt of the process that share a Redis client.
+
+    One call is in flight at a time; the writes that become ready meanwhile go together in the
+    next one. On a Redis Cluster a script may touch one hash slot only, so writes are grouped
+    by their job's slot and each group is its own call.
+    """
+
+    def __init__(self, redis: Redis, scripts: WorkerScripts) -> None:
+        self._scripts = scripts
+        self._one_slot_per_call = isinstance(redis, RedisCluster)
+        self._queue: list[_Write] = []
+        self._sender: asyncio.Task[None] | None = None
+        self.calls = 0
+
+    @classmethod
+    def of(cls, redis: Redis, scripts: WorkerScripts) -> WriteBatcher:
+        """The batcher of this Redis client (made on first use)."""
+        batcher = _BATCHERS.get(redis)
+        if batcher is None:
+            batcher = _BATCHERS[redis] = cls(redis, scripts)
+        return batcher
+
+    def submit(self, keys: list[str], args: list[str | int]) -> asyncio.Future[int]:
+        """Queues one job's write; the future gives the events written or -1 (fenced)."""
+        slot = key_slot(keys[0].encode()) if self._one_slot_per_call else 0
+        write = _Write(keys, args, slot, asyncio.get_running_loop().create_future())
+        self._queue.append(write)
+        sender = self._sender
+        if sender is None or sender.done() or sender.get_loop() is not asyncio.get_running_loop():
+            self._sender = asyncio.create_task(self._send_all(), name="relayq:publish")
+        return write.done
+
+    async def _send_all(self) -> None:
+        while self._queue:
+            batch = self._queue[:MAX_WRITES_PER_CALL]
+            del self._queue[:MAX_WRITES_PER_CALL]
+            groups: dict[int, list[_Write]] = {}
+            for write in batch:
+                groups.setdefault(write.slot, []).append(write)
+            await asyncio.gather(*(self._send(group) for group in groups.values()))
+
+    async def _send(self, writes: list[_Write]) -> None:
+        keys: list[str] = []
+        args: list[str | int] = [len(writes[0].keys)]
+        for write in writes:
+            keys += write.keys
+            args += write.args
+        try:
+            self.calls += 1
+            replies = await self._scripts.call("publish", keys, args)
+        except BaseException as e:
+            for write in writes:
+                if not write.done.done():
+                    write.done.set_exception(e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        for write, reply in zip(writes, replies, strict=True):
+            if write.done.done():
+                continue
+            try:
+                write.done.set_result(_written(reply))
+            except ResponseError as e:
+                write.done.set_exception(e)
+
+
+_BATCHERS: weakref.WeakKeyDictionary[Redis, WriteBatcher] = weakref.WeakKeyDictionary()
 
 
 class Publisher:
@@ -46,18 +163,25 @@ class Publisher:
         attempt: int,
         maxlen: int,
         ttl_s: int,
-        linger_s: float = LINGER_S,
+        hold_s: float = HOLD_S,
     ) -> None:
-        self._redis = redis
-        self._scripts = scripts
+        self._batcher = WriteBatcher.of(redis, scripts)
         self._keys = [job_key(job_id), events_key(job_id), cancel_key(job_id)]
         self.job_id = job_id
         self.attempt = attempt
-        self.linger_s = linger_s
+        self.hold_s = hold_s
         self._maxlen = maxlen
         self._ttl_s = ttl_s
+        self._loop = asyncio.get_running_loop()
+        # events not written yet; texts after the last one merge into it (see _merged)
         self._pending: list[Event] = []
+        self._tail_texts: list[str] = []
         self._pending_usage: TokenUsage | None = None
+        self._due = float("inf")  # when the pending events must be written (loop time)
+        self._timer: asyncio.TimerHandle | None = None
+        self._wrote_text = False
+        self._last_text_at: float | None = None
+        self._pace: float | None = None  # running estimate of the gap between text deltas
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -84,11 +208,60 @@ class Publisher:
             self._pending_usage = usage
         if self.observer is not None:
             self.observer(event)
-        self._pending.append(event)
         self._idle.clear()
+        if type(event) is Text:
+            self._add_text(event)
+        else:
+            self._close_tail()
+            self._pending.append(event)
+            self._due_now()
+
+    def _add_text(self, event: Text) -> None:
+        now = self._loop.time()
+        if self._last_text_at is not None:
+            gap = now - self._last_text_at
+            pace = self._pace
+            self._pace = gap if pace is None else pace + _PACE_WEIGHT * (gap - pace)
+        self._last_text_at = now
+        pending = self._pending
+        if pending and type(pending[-1]) is Text:
+            self._tail_texts.append(event.text)
+        else:
+            pending.append(event)
+        if not self._wrote_text or self._pace is None:
+            self._due_now()  # the first delta goes out at once
+            return
+        if self._due == float("inf"):  # the oldest text waiting: hold it at most hold_s
+            self._due = now + self.hold_s
+        if now + self._pace > self._due:  # the next delta would come too late to join
+            self._due_now()
+        else:
+            self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._due, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
         self._wakeup.set()
 
+    def _due_now(self) -> None:
+        self._due = self._loop.time()
+        self._wakeup.set()
+
+    def _close_tail(self) -> None:
+        if self._tail_texts:
+            last = self._pending[-1]
+            assert isinstance(last, Text)
+            text = last.text + "".join(self._tail_texts)
+            self._pending[-1] = last.model_copy(update={"text": text})
+            self._tail_texts = []
+
     async def flush(self) -> None:
+        """Writes everything emitted so far (held text included) and waits for it."""
+        if self._pending:
+            self._due_now()
         await self._idle.wait()
         if self._failure is not None:
             raise self._failure
@@ -106,6 +279,8 @@ class Publisher:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
         self._flusher.cancel()
         try:
             await self._flusher
@@ -113,18 +288,22 @@ class Publisher:
             pass
 
     async def _flush_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        last_write = float("-inf")
         while True:
             await self._wakeup.wait()
-            linger = last_write + self.linger_s - loop.time()
-            if linger > 0 and all(isinstance(e, Text) for e in self._pending):
-                await asyncio.sleep(linger)  # let more deltas join this write
             self._wakeup.clear()
-            batch, self._pending = _coalesce(self._pending), []
+            if not self._pending:
+                continue
+            if self._loop.time() < self._due - _CLOCK_SLACK_S:
+                self._arm_timer()
+                continue
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._close_tail()
+            batch, self._pending = self._pending, []
             usage, self._pending_usage = self._pending_usage, None
-            if batch and not self._fenced:
-                last_write = loop.time()
+            self._due = float("inf")
+            if not self._fenced:
                 try:
                     written = await self._write(batch, usage)
                 except Exception as e:
@@ -138,7 +317,14 @@ class Publisher:
                         self.job_id,
                         self.attempt,
                     )
-            if not self._pending:
+                self._wrote_text = self._wrote_text or any(type(e) is Text for e in batch)
+            if self._pending:
+                self._wakeup.set()  # what arrived during the write: written now, or held
+                if type(self._pending[-1]) is Text and self._due != float("inf"):
+                    now = self._loop.time()
+                    if self._pace is not None and now + self._pace > self._due:
+                        self._due = now
+            else:
                 self._idle.set()
 
     async def _write(self, batch: list[Event], usage: TokenUsage | None) -> int:
@@ -146,43 +332,21 @@ class Publisher:
         status: str = last.type if last.type in TERMINAL_TYPES else ""
         if isinstance(last, Retry):
             status = "retrying"
-        args: list[str | int | float] = [
-            str(self.attempt),
-            self._maxlen,
-            status,
-            self._ttl_s,
-            usage.model_dump_json() if usage is not None else "",
-            self._next_seq(),
-            *(event.model_dump_json() for event in batch),
-        ]
-        for delay in (*_REDIS_RETRY_DELAYS, None):
-            try:
-                with tracing.tracer.start_as_current_span(
-                    "relayq.publish",
-                    context=self.trace_context,
-                    attributes={"relayq.events": len(batch), "relayq.status": status},
-                ):
-                    written: int = await self._scripts.call("publish", self._keys, args)
-                self.writes += 1
-                return written
-            except (RedisConnectionError, RedisTimeoutError):
-                if delay is None:
-                    raise
-                logger.warning("redis unavailable while publishing %s; retrying", self.job_id)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
-
-    def _next_seq(self) -> int:
         self._seq += 1
-        return self._seq
-
-
-def _coalesce(events: list[Event]) -> list[Event]:
-    merged: list[Event] = []
-    for event in events:
-        previous = merged[-1] if merged else None
-        if isinstance(event, Text) and isinstance(previous, Text):
-            merged[-1] = previous.model_copy(update={"text": previous.text + event.text})
-        else:
-            merged.append(event)
-    return merged
+        args = write_args(
+            attempt=self.attempt,
+            maxlen=self._maxlen,
+            status=status,
+            ttl_s=self._ttl_s,
+            usage_json=usage.model_dump_json() if usage is not None else "",
+            seq=self._seq,
+            events=[event.model_dump_json() for event in batch],
+        )
+        with tracing.tracer.start_as_current_span(
+            "relayq.publish",
+            context=self.trace_context,
+            attributes={"relayq.events": len(batch), "relayq.status": status},
+        ):
+            written = await self._batcher.submit(self._keys, args)
+        self.writes += 1
+        return written

@@ -35,7 +35,7 @@ from relayq.schemas.constants import (
 from relayq.schemas.events import Error, ErrorInfo
 from relayq.schemas.settings import Settings
 from relayq.workers import metrics
-from relayq.workers.publisher import Fenced
+from relayq.workers.publisher import Fenced, publish_once, write_args
 from relayq.workers.scripts import WorkerScripts
 
 if TYPE_CHECKING:  # chat-only workers run without Playwright (the `browser` extra)
@@ -156,18 +156,18 @@ class Runtime:
             attempt=int(attempt),
             error=ErrorInfo(type=kind, message=message),
         )
-        await self.scripts.call(
-            "publish",
+        await publish_once(
+            self.scripts,
             [job_key(job_id), events_key(job_id), cancel_key(job_id)],
-            [
-                attempt,
-                self.settings.stream_maxlen,
-                "error",
-                self.settings.stream_ttl_s,
-                "",
-                "",
-                error.model_dump_json(),
-            ],
+            write_args(
+                attempt=int(attempt),
+                maxlen=self.settings.stream_maxlen,
+                status="error",
+                ttl_s=self.settings.stream_ttl_s,
+                usage_json="",
+                seq="",
+                events=[error.model_dump_json()],
+            ),
         )
 
     def _sample_queues(self, queues: list[str], replies: list[Any]) -> None:

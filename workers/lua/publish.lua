@@ -1,32 +1,56 @@
--- relayq publish: appends events of one attempt, fenced by attempt number.
--- KEYS[1] job hash  KEYS[2] events stream  KEYS[3] cancel flag
--- ARGV[1] attempt  ARGV[2] MAXLEN  ARGV[3] new status ("" to keep)  ARGV[4] TTL seconds
--- ARGV[5] usage JSON to store ("" to keep)  ARGV[6] this write's sequence number in the attempt
--- ("" for none)  ARGV[7..] event JSON documents
--- A terminal status (done/error/cancelled) expires every key of the job after ARGV[4] s.
--- Returns the number of events written, or -1 when this attempt no longer owns the job.
+-- relayq publish: appends the events of one or more attempts, each fenced by attempt number.
+-- A call carries one write per job (the writes that were ready together); each write costs one
+-- HMGET, one XADD per event and one HSET.
+-- KEYS: ARGV[1] keys per job, in order: job hash, events stream, cancel flag[, more of the job's
+-- keys]; every key of the job gets the TTL when its terminal event is written.
+-- ARGV[2..]: per job, in KEYS order: attempt, MAXLEN, new status ("" to keep), TTL seconds,
+-- usage JSON to store ("" to keep), this write's sequence number in the attempt ("" for none),
+-- the number of events n, then n event JSON documents.
+-- A terminal status (done/error/cancelled) expires every key of the job after its TTL.
+-- Returns, per job: the number of events written, -1 when that attempt no longer owns the job,
+-- or an error text when Redis refused the write (the other jobs' writes stand).
 -- A write whose sequence number was already applied (a client retrying after a lost reply)
 -- changes nothing and reports success, so a retry never duplicates events.
-local job = redis.call('HMGET', KEYS[1], 'attempt', 'pubseq', 'status')
-if job[1] ~= ARGV[1] then return -1 end
-if ARGV[6] ~= '' and tonumber(ARGV[6]) <= tonumber(job[2] or '0') then return #ARGV - 6 end
-local status = job[3]
-if status == 'done' or status == 'error' or status == 'cancelled' then return -1 end
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'pubseq', ARGV[6]) end
-for i = 7, #ARGV do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[i])
-end
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'usage', ARGV[5]) end
-local new_status = ARGV[3]
-if new_status ~= '' then
-  redis.call('HSET', KEYS[1], 'status', new_status)
-  if new_status == 'done' or new_status == 'error' or new_status == 'cancelled' then
-    local t = redis.call('TIME')
-    redis.call('HSET', KEYS[1], 'finished_ms', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-    local blobs = tonumber(redis.call('HGET', KEYS[1], 'blobs') or '0')
-    local prefix = string.sub(KEYS[1], 1, -4)
-    for n = 1, blobs do redis.call('EXPIRE', prefix .. 'blob:' .. n, ARGV[4]) end
-    for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+local TERMINAL = {done = true, error = true, cancelled = true}
+
+local function publish(base, per_job, a)
+  local job_hash, events = KEYS[base + 1], KEYS[base + 2]
+  local attempt, maxlen, new_status, ttl = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local usage, seq, n = ARGV[a + 4], ARGV[a + 5], tonumber(ARGV[a + 6])
+  local first = a + 7
+  local job = redis.call('HMGET', job_hash, 'attempt', 'pubseq', 'status')
+  if job[1] ~= attempt then return -1 end
+  if seq ~= '' and tonumber(seq) <= tonumber(job[2] or '0') then return n end
+  if TERMINAL[job[3]] then return -1 end
+  for i = first, first + n - 1 do
+    local added = redis.pcall('XADD', events, 'MAXLEN', '~', maxlen, '*', 'event', ARGV[i])
+    if type(added) == 'table' and added.err then return 'error: ' .. added.err end
   end
+  local fields = {}
+  if seq ~= '' then fields[#fields + 1] = 'pubseq'; fields[#fields + 1] = seq end
+  if usage ~= '' then fields[#fields + 1] = 'usage'; fields[#fields + 1] = usage end
+  if new_status ~= '' then fields[#fields + 1] = 'status'; fields[#fields + 1] = new_status end
+  local terminal = TERMINAL[new_status]
+  if terminal then
+    local t = redis.call('TIME')
+    fields[#fields + 1] = 'finished_ms'
+    fields[#fields + 1] = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  if #fields > 0 then redis.call('HSET', job_hash, unpack(fields)) end
+  if terminal then
+    local blobs = tonumber(redis.call('HGET', job_hash, 'blobs') or '0')
+    local prefix = string.sub(job_hash, 1, -4)
+    for b = 1, blobs do redis.call('EXPIRE', prefix .. 'blob:' .. b, ttl) end
+    for i = 1, per_job do redis.call('EXPIRE', KEYS[base + i], ttl) end
+  end
+  return n
 end
-return #ARGV - 6
+
+local per_job = tonumber(ARGV[1])
+local results = {}
+local a = 2
+for base = 0, #KEYS - per_job, per_job do
+  results[#results + 1] = publish(base, per_job, a)
+  a = a + 7 + tonumber(ARGV[a + 6])
+end
+return results
