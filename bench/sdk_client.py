@@ -1,12 +1,16 @@
 """The irreducible part: the bare anthropic SDK receiving and parsing the same streams.
 
-    python -m bench.sdk_client --base-url URL --streams C --tokens T --rate R
+    python -m bench.sdk_client --base-url URL --streams C --tokens T --rate R [--relay-redis URL]
 
 Runs C concurrent `messages.create(stream=True)` requests (one reused client, as a worker has),
 iterates every event, and prints one JSON line: CPU seconds of this process spent while the
 streams ran (process_time, so start-up and imports are excluded), tokens received, and the
 delivery lag of each token against the simulator's schedule anchored at the stream's first token
 (the same measure bench.streaming applies to relayq's subscribers).
+
+With `--relay-redis`, it is also the naive relay that Redis-cost figures compare against: each
+text delta is appended to a Redis stream as it arrives (one XADD per token, in relayq's event
+format, so relayq's subscribers can read it), and each stream ends with a `done` entry.
 """
 
 from __future__ import annotations
@@ -18,12 +22,17 @@ import subprocess
 import time
 
 import anthropic
+from redis.asyncio import Redis
 
 from bench.common import PYTHON, ROOT, base_env, percentile, schedule_lags, sim_prompt
 
 
 async def one_stream(
-    client: anthropic.AsyncAnthropic, tokens: int, rate: float, lags: list[float]
+    client: anthropic.AsyncAnthropic,
+    tokens: int,
+    rate: float,
+    lags: list[float],
+    relay: tuple[Redis, str] | None = None,
 ) -> int:
     interval = 1.0 / rate if rate > 0 else 0.0
     stream = await client.messages.create(
@@ -38,24 +47,44 @@ async def one_stream(
         if event.type == "content_block_delta" and event.delta.type == "text_delta":
             points.append((time.perf_counter(), received))
             received += 1
+            if relay is not None:
+                await relay_event(relay, {"type": "text", "text": event.delta.text})
+    if relay is not None:
+        await relay_event(relay, {"type": "done"})
     lags.extend(schedule_lags(points, interval))
     return received
 
 
+async def relay_event(relay: tuple[Redis, str], event: dict[str, object]) -> None:
+    redis, key = relay
+    event.update(v=1, job_id="relay", attempt=1, ts=time.time())
+    await redis.xadd(key, {"event": json.dumps(event)})
+
+
 async def main_async(args: argparse.Namespace) -> None:
     client = anthropic.AsyncAnthropic(base_url=args.base_url, api_key="sk-bench", max_retries=0)
+    redis: Redis | None = Redis.from_url(args.relay_redis) if args.relay_redis else None
     lags: list[float] = []
+
+    def relay(i: int) -> tuple[Redis, str] | None:
+        return None if redis is None else (redis, args.relay_key % i)
+
     try:
         await one_stream(client, 5, 0, [])  # warm-up: connection, imports on first use
         cpu0, wall0 = time.process_time(), time.perf_counter()
         counts: list[int] = []
         for _ in range(args.waves):
             counts += await asyncio.gather(
-                *(one_stream(client, args.tokens, args.rate, lags) for _ in range(args.streams))
+                *(
+                    one_stream(client, args.tokens, args.rate, lags, relay(i))
+                    for i in range(args.streams)
+                )
             )
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     finally:
         await client.close()
+        if redis is not None:
+            await redis.aclose()
     print(
         json.dumps(
             {
@@ -93,6 +122,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--waves", type=int, default=1, help="run the batch this many times")
+    parser.add_argument("--relay-redis", default="", help="append every token to Redis (XADD)")
+    parser.add_argument("--relay-key", default="bench:relay:%d", help="stream i's key (%%d: i)")
     asyncio.run(main_async(parser.parse_args()))
 
 

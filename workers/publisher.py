@@ -4,14 +4,15 @@ Coalescing adapts to the stream's pace. The first text delta of an attempt goes 
 later delta waits for the ones after it only while the stream's recent pace says the next delta
 will arrive within `HOLD_S` of the oldest one waiting; otherwise the text goes out at once. A fast
 stream is written in batches, one at 50 tokens/s in pairs of deltas, and a slow one delta by
-delta; no delta waits longer than `HOLD_S` (plus a write in flight). Consecutive deltas become one
-`text` entry. Every other kind of event goes out at once, with the text before it.
+delta; no delta waits longer than `HOLD_S`, plus `BATCH_LINGER_S` and a write in flight.
+Consecutive deltas become one `text` entry. Every other kind of event goes out at once, with the
+text before it.
 
 The writes of every attempt in the process go through one `WriteBatcher` per Redis client: the
-writes that are ready while another call is in flight go together in the next `publish.lua` call
-(one call per hash slot on a Redis Cluster), so fifty streams cost one round trip, not fifty.
-`publish.lua` refuses a write once another attempt owns the job or a terminal event was written:
-a presumed-dead worker that wakes up cannot publish into a job it lost.
+writes that are ready together go in one `publish.lua` call (one call per hash slot on a Redis
+Cluster), so fifty streams cost one round trip, not fifty. `publish.lua` refuses a write once
+another attempt owns the job or a terminal event was written: a presumed-dead worker that wakes
+up cannot publish into a job it lost.
 """
 
 from __future__ import annotations
@@ -35,9 +36,13 @@ from relayq.workers.scripts import WorkerScripts
 
 logger = logging.getLogger(__name__)
 
-HOLD_S = 0.025
-"""The longest a text delta waits for the deltas after it before it is written."""
+HOLD_S = 0.022
+"""The longest a text delta waits for the deltas after it before it is written: one gap at 50
+tokens/s and 2 ms for jitter, so that such a stream is written in pairs of deltas, and the hold
+plus the batch linger stay under 25 ms."""
 _PACE_WEIGHT = 0.25  # weight of the newest gap in the running estimate of a stream's pace
+BATCH_LINGER_S = 0.002
+"""While other attempts are streaming, how long a ready write waits for theirs to share its call."""
 MAX_WRITES_PER_CALL = 128
 _CLOCK_SLACK_S = 0.0005  # a timer may fire a hair before its time
 
@@ -97,6 +102,7 @@ class WriteBatcher:
         self._queue: list[_Write] = []
         self._sender: asyncio.Task[None] | None = None
         self.calls = 0
+        self.streaming = 0  # publishers open on this client
 
     @classmethod
     def of(cls, redis: Redis, scripts: WorkerScripts) -> WriteBatcher:
@@ -117,6 +123,8 @@ class WriteBatcher:
         return write.done
 
     async def _send_all(self) -> None:
+        if self.streaming > 1 and len(self._queue) < self.streaming:
+            await asyncio.sleep(BATCH_LINGER_S)
         while self._queue:
             batch = self._queue[:MAX_WRITES_PER_CALL]
             del self._queue[:MAX_WRITES_PER_CALL]
@@ -166,6 +174,7 @@ class Publisher:
         hold_s: float = HOLD_S,
     ) -> None:
         self._batcher = WriteBatcher.of(redis, scripts)
+        self._batcher.streaming += 1
         self._keys = [job_key(job_id), events_key(job_id), cancel_key(job_id)]
         self.job_id = job_id
         self.attempt = attempt
@@ -278,6 +287,8 @@ class Publisher:
         await self.flush()
 
     async def aclose(self) -> None:
+        if not self._closed:
+            self._batcher.streaming -= 1
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
