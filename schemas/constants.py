@@ -45,6 +45,11 @@ def tenant_limits_key(tenant: str) -> str:
     return f"relayq:tenant:{{t:{tenant}}}:limits"
 
 
+def gateway_wake_key(instance: str, reader: int) -> str:
+    """A stream a gateway's SSE reader includes in its XREAD so that it can be woken at once."""
+    return f"relayq:gateway:{instance}:{reader}:wake"
+
+
 def wake_channel(queue: str) -> str:
     """Published to by the enqueue script so that idle workers start the job at once."""
     return f"{queue}:wake"

@@ -43,7 +43,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from relayq.connection import REDIS_ERRORS
-from relayq.schemas.constants import EVENT_FIELD, events_key, job_key
+from relayq.schemas.constants import EVENT_FIELD, events_key, gateway_wake_key, job_key
 from relayq.schemas.events import TERMINAL_TYPES
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class _Reader:
             client_name=f"{hub.client_name}-reader",
         )
         self.jobs: dict[str, _Followed] = {}
-        self.wake_key = f"relayq:gateway:{hub.instance}:{index}:wake"
+        self.wake_key = gateway_wake_key(hub.instance, index)
         self.wake_cursor = "0-0"
         self.wake_pending = False
         self.task: asyncio.Task[None] | None = None
@@ -193,8 +193,11 @@ class _Reader:
             self.wake_pending = False
             snapshot = dict(self.jobs)
             streams: dict[str, str] = {self.wake_key: self.wake_cursor}
+            job_of_key: dict[str, str] = {}
             for job_id, followed in snapshot.items():
-                streams[events_key(job_id)] = format_stream_id(followed.cursor)
+                key = events_key(job_id)
+                job_of_key[key] = job_id
+                streams[key] = format_stream_id(followed.cursor)
             try:
                 reply = await self.redis.xread(
                     streams,  # type: ignore[arg-type]
@@ -222,7 +225,7 @@ class _Reader:
                 if key == self.wake_key:
                     self.wake_cursor = raw_entries[-1][0].decode()
                     continue
-                job_id = key[len("relayq:{") : -len("}:events")]
+                job_id = job_of_key.get(key, "")
                 current = snapshot.get(job_id)
                 # a job left and followed anew meanwhile reads again from its own cursor
                 if current is None or self.jobs.get(job_id) is not current:
