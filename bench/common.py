@@ -298,6 +298,7 @@ def start_relayq_worker(
         ANTHROPIC_BASE_URL=simulator_url,
         ANTHROPIC_API_KEY="sk-relayq-bench",
         RELAYQ_STREAM_TTL_S="600",
+        RELAYQ_WORKER_PROCESSES="1",  # unless `args` say otherwise: one process to measure
     )
     if max_jobs is not None:
         env["RELAYQ_MAX_JOBS"] = str(max_jobs)

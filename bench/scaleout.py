@@ -1,7 +1,8 @@
 """6. Scale-out: 1 vs 2 worker processes on the same Redis, and Redis memory per finished job.
 
-The drain of bench.throughput (short chat jobs, RENAMEd onto the queue at once) with one and
-with two worker processes. Memory: used_memory after the jobs finished less before they were
+The drain of bench.throughput (short chat jobs, RENAMEd onto the queue at once) with one worker
+process, with two started separately, and with one `relayq worker --processes 2` (two worker
+processes under the supervisor). Memory: used_memory after the jobs finished less before they were
 enqueued, per job - what a finished job leaves until its TTL (job hash + event stream; the arq
 envelope and in-progress keys are gone). Memory per screenshot is in section 7, which has real
 screenshots.
@@ -19,8 +20,10 @@ async def run(ctx: BenchContext) -> Section:
     repeats = ctx.pick(1, 3)
     one = [await relayq_rate(ctx, m, 1, memory=True) for _ in range(repeats)]
     two = [await relayq_rate(ctx, m, 2) for _ in range(repeats)]
+    supervised = [await relayq_rate(ctx, m, 2, supervised=True) for _ in range(repeats)]
     r1 = Repeated(tuple(r["rate"] for r in one))
     r2 = Repeated(tuple(r["rate"] for r in two))
+    rs = Repeated(tuple(r["rate"] for r in supervised))
     section.add(
         "chat jobs/s, 1 worker process",
         fmt(r1.median, "jobs/s"),
@@ -38,6 +41,15 @@ async def run(ctx: BenchContext) -> Section:
         "report",
         None,
         f"{r2.spread}; CPU {shares_text(two[0])}",
+    )
+    section.add(
+        "chat jobs/s, relayq worker --processes 2 (supervised)",
+        fmt(rs.median, "jobs/s"),
+        fmt(r1.median, "jobs/s (1 worker)"),
+        fmt(rs.median / r1.median, "x"),
+        "report",
+        None,
+        f"{rs.spread}; CPU {shares_text(supervised[0])}",
     )
     per_job = Repeated(tuple(r["bytes_per_job"] for r in one))
     section.add(
@@ -57,5 +69,5 @@ async def run(ctx: BenchContext) -> Section:
         "with a core per worker, scale-out is bounded by Redis (one core), which served these "
         "runs at the share shown."
     )
-    section.raw = {"one": one, "two": two}
+    section.raw = {"one": one, "two": two, "supervised": supervised}
     return section

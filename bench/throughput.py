@@ -150,21 +150,28 @@ async def arq_noop_rate(ctx: BenchContext, m: int, max_jobs: int | None) -> dict
 
 
 async def relayq_rate(
-    ctx: BenchContext, m: int, workers: int, *, memory: bool = False
+    ctx: BenchContext, m: int, workers: int, *, memory: bool = False, supervised: bool = False
 ) -> dict[str, Any]:
+    """Drains `m` chat jobs with `workers` worker processes: started one by one, or with
+    `supervised`, as one `relayq worker --processes <workers>`."""
     with redis_server() as server, processes() as procs:
         started: list[Proc] = []
-        for i in range(workers):
-            started.append(
-                start_relayq_worker(server.url, ctx.simulator_url, name=f"relayq-worker-{i}")
-            )
+        if supervised:
+            args = ["--processes", str(workers)]
+            started.append(start_relayq_worker(server.url, ctx.simulator_url, args=args))
+        else:
+            for i in range(workers):
+                started.append(
+                    start_relayq_worker(server.url, ctx.simulator_url, name=f"relayq-worker-{i}")
+                )
         procs.extend(started)
         async with redis_client(server.url) as redis:
             mem0 = await used_memory(redis)
             await fill_relayq(redis, m)
             redis_ps = psutil.Process(server.process.pid)  # type: ignore[union-attr]
+            worker_ps = started[0].ps.children() if supervised else [p.ps for p in started]
             watched: dict[str, psutil.Process] = {
-                f"worker{i + 1}": p.ps for i, p in enumerate(started)
+                f"worker{i + 1}": p for i, p in enumerate(worker_ps)
             }
             watched.update(simulator=ctx.simulator.ps, redis=redis_ps)
             result = await drain(redis, CHAT_QUEUE, m, watched, wake_channel(CHAT_QUEUE))

@@ -58,6 +58,11 @@ class Settings(BaseModel):
         default=100_000, ge=100, description="Approximate cap on entries per job stream."
     )
     max_jobs: int = Field(default=200, ge=1, description="Concurrent jobs per worker process.")
+    worker_processes: int = Field(
+        default=0,
+        ge=0,
+        description="Worker processes `relayq worker` runs under a supervisor; 0: one per core.",
+    )
     job_timeout_s: float = Field(
         default=3600.0,
         ge=5.0,

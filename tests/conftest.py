@@ -75,6 +75,7 @@ def worker_env(redis_url: str, simulator: Simulator, **extra: str) -> dict[str, 
         ANTHROPIC_BASE_URL=simulator.base_url,
         ANTHROPIC_API_KEY="sk-relayq-test",
         RELAYQ_STREAM_TTL_S="600",
+        RELAYQ_WORKER_PROCESSES="1",  # one process per worker the tests start (and kill)
         PYTHONPATH=str(ROOT),
     )
     env.update(extra)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
+import os
 import sys
 from types import ModuleType
 
@@ -33,6 +35,46 @@ def require(module: str, extra: str, command: str) -> ModuleType:
         ) from e
 
 
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _supervise(
+    args: argparse.Namespace, queues: list[str], processes: int, url: str, settings: Settings
+) -> int:
+    """`relayq worker --processes N` for N > 1: N single-process workers under a supervisor."""
+    from relayq.workers.supervisor import supervise
+
+    def command_for(slot: int) -> list[str]:
+        command = [sys.executable, "-m", "relayq", "worker", "--queues", ",".join(queues)]
+        command += ["--processes", "1", "--poll-delay", str(args.poll_delay)]
+        if args.max_jobs is not None:
+            command += ["--max-jobs", str(args.max_jobs)]
+        if args.burst:
+            command.append("--burst")
+        if args.metrics_port is not None:
+            command += ["--metrics-port", str(args.metrics_port + slot)]
+        return command
+
+    def ready(pids: list[int]) -> None:
+        print(
+            f"relayq worker ready: queues {','.join(queues)}; {len(pids)} processes "
+            f"(pids {' '.join(map(str, pids))})",
+            flush=True,
+        )
+
+    return asyncio.run(
+        supervise(
+            command_for,
+            processes,
+            stop_grace_s=settings.shutdown_grace_s,
+            burst=args.burst,
+            env={**os.environ, "RELAYQ_REDIS_URL": url},
+            on_ready=ready,
+        )
+    )
+
+
 def worker(args: argparse.Namespace) -> int:
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     unknown = [q for q in queues if q not in QUEUES]
@@ -49,6 +91,16 @@ def worker(args: argparse.Namespace) -> int:
             "ANTHROPIC_BASE_URL to a simulator (`relayq simulator --port 8765`, then "
             "ANTHROPIC_BASE_URL=http://127.0.0.1:8765)"
         )
+    processes = args.processes or settings.worker_processes or os.cpu_count() or 1
+    if processes > 1:
+        for module in ("arq", "anthropic", "livekit"):  # the children import them
+            if not _installed(module):
+                require(module, "worker", "worker")
+        if NEEDS_A_BROWSER in queues and not _installed("playwright"):
+            require("playwright.async_api", "browser", "worker --queues computer")
+        url = redis_url(settings)
+        asyncio.run(check_reachable(url))
+        return _supervise(args, queues, processes, url, settings)
     running = require("relayq.workers.worker", "worker", "worker")
     if NEEDS_A_BROWSER in queues:
         require("playwright.async_api", "browser", "worker --queues computer")

@@ -4,6 +4,7 @@ and examples. A usage error is one line (`relayq submit chat: error: ...; see --
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -262,6 +263,15 @@ def _worker(command: Command, settings: Settings) -> None:
         type=int,
         help=f"concurrent jobs per queue (default: RELAYQ_MAX_JOBS, now {settings.max_jobs}; "
         f"computer: RELAYQ_COMPUTER_MAX_JOBS, now {settings.computer_max_jobs})",
+    )
+    worker.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="worker processes, kept running by a supervisor that restarts any that dies "
+        "(default: RELAYQ_WORKER_PROCESSES, or one per core: "
+        f"{settings.worker_processes or os.cpu_count() or 1} here); with --metrics-port P, "
+        "process i serves P+i",
     )
     worker.add_argument(
         "--burst", action="store_true", help="stop once the queues are empty (default: run on)"
