@@ -2,7 +2,8 @@
 
 Every Redis client of relayq (producer, worker, gateway) comes from `connect()`: redis-py's own
 `Retry`, with equal-jitter exponential backoff, re-runs a command whose connection dropped or
-timed out, for up to `RETRY_BUDGET_S` in all. Above that layer nobody loops: code either lets the
+timed out, and re-dials a server that refuses connections (an OSError, which redis-py alone
+would not retry), for 16 to 31 s in all. Above that layer nobody loops: code either lets the
 error through (translated where it enters, e.g. `relayq.errors.RedisUnavailable`) or, in the
 worker, treats it as the end of the attempt.
 """
@@ -21,13 +22,20 @@ REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
 
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 2.0
-RETRIES = 12
+RETRIES = 20
 RETRY_BUDGET_S = sum(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**i) for i in range(RETRIES))
-"""The longest a command waits out an outage (about 17 s) before its caller sees the error."""
+"""The longest a command waits out an outage (31 s; equal jitter waits at least half of each
+step) before its caller sees the error."""
 
 
 def retry_policy() -> Retry:
-    return Retry(EqualJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), retries=RETRIES)
+    return Retry(
+        EqualJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S),
+        retries=RETRIES,
+        # a refused or reset dial surfaces from Connection._connect as a bare OSError; redis-py
+        # annotates RedisError subclasses only, but Retry catches whatever tuple it is given
+        supported_errors=(*REDIS_ERRORS, OSError),  # type: ignore[arg-type]
+    )
 
 
 def connect(url: str, *, max_connections: int | None = None, **options: Any) -> Redis:
