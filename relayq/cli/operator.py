@@ -181,6 +181,8 @@ def simulator(args: argparse.Namespace) -> int:
     argv += ["--fault-rate", str(args.fault_rate), "--seed", str(args.seed)]
     if args.api_key:
         argv += ["--api-key", args.api_key]
+    if args.lenient:
+        argv.append("--lenient")
     sim.main(argv)
     return 0
 

@@ -342,6 +342,12 @@ def _servers(command: Command) -> None:
     simulator.add_argument(
         "--seed", type=int, default=0, help="seed of the fault draws (default: %(default)s)"
     )
+    simulator.add_argument(
+        "--lenient",
+        action="store_true",
+        help="accept requests the real API rejects (default: strict, answering them with the "
+        "API's 400 like the real API)",
+    )
     simulator.set_defaults(handler=operator.simulator)
 
     gateway = command(
