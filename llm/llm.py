@@ -9,7 +9,7 @@ to whoever drives it with `max_retry=0` (relayq's workers retry at the queue lev
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Never, Self, cast
 
@@ -27,7 +27,7 @@ from livekit.agents.types import (
 from livekit.agents.utils import is_given
 
 from .models import DEFAULT_MODEL, ChatModels, model_accepts_prefill
-from .stream import THINKING_EXTRA_KEY, LLMStream
+from .stream import THINKING_EXTRA_KEY, ChunkStream, LLMStream
 from .tools import AnthropicTool
 
 __all__ = ["CACHE_CONTROL_EPHEMERAL", "LLM", "THINKING_EXTRA_KEY"]
@@ -161,6 +161,44 @@ class LLM(llm.LLM[Never]):
         `conn_options.timeout` is the read timeout: the longest silence allowed between
         two bytes of the stream, not a limit on the whole response.
         """
+        return LLMStream(
+            self,
+            anthropic_stream=self._request(
+                chat_ctx, tools, conn_options, parallel_tool_calls, tool_choice, extra_kwargs
+            ),
+            chat_ctx=chat_ctx,
+            tools=tools or [],
+            conn_options=conn_options,
+        )
+
+    def chat_chunks(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
+        tool_choice: NotGivenOr[ToolChoice] = NOT_GIVEN,
+        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+    ) -> ChunkStream:
+        """The same request as `chat()`, as one attempt with no retries and no LiveKit
+        machinery around it (`ChunkStream`): what a caller that retries on its own iterates
+        (`conn_options.max_retry` is not used)."""
+        request = self._request(
+            chat_ctx, tools, conn_options, parallel_tool_calls, tool_choice, extra_kwargs
+        )
+        return ChunkStream(request, strip_thinking_tags=bool(tools))
+
+    def _request(
+        self,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool] | None,
+        conn_options: APIConnectOptions,
+        parallel_tool_calls: NotGivenOr[bool],
+        tool_choice: NotGivenOr[ToolChoice],
+        extra_kwargs: NotGivenOr[dict[str, Any]],
+    ) -> Callable[[], Awaitable[_Stream]]:
+        """A factory that sends the request for this context (once per call)."""
         params = self._base_params()
         if is_given(extra_kwargs):
             params.update(extra_kwargs)
@@ -204,13 +242,7 @@ class LLM(llm.LLM[Never]):
                 )
             return client.messages.create(stream=True, timeout=timeout, **params)
 
-        return LLMStream(
-            self,
-            anthropic_stream=start_request,
-            chat_ctx=chat_ctx,
-            tools=tools or [],
-            conn_options=conn_options,
-        )
+        return start_request
 
     def _base_params(self) -> dict[str, Any]:
         opts = self._opts

@@ -1,8 +1,10 @@
 """LLMStream: one streamed Messages request, turned into LiveKit ChatChunks.
 
-`StreamAccumulator` is the pure part: SDK stream events in, ChatChunks out, no I/O.
-`LLMStream._run` makes one attempt: a fresh request from the factory, a fresh
-accumulator, and SDK failures translated where they enter (see `relayq.llm.errors`).
+`StreamAccumulator` is the pure part: stream events in (the JSON objects the API sends, or
+the SDK's models of them), ChatChunks out, no I/O. `LLMStream._run` makes one attempt: a
+fresh request from the factory (sent by the SDK), its body read by `relayq.llm.sse` (lean:
+no per-event pydantic validation), a fresh accumulator, and SDK failures translated where
+they enter (see `relayq.llm.errors`).
 
 What each event becomes:
 
@@ -42,9 +44,9 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeAlias
 
 import anthropic
 from anthropic.types import RawMessageStreamEvent
@@ -56,12 +58,14 @@ from livekit.agents.types import APIConnectOptions
 from relayq.schemas.jobs import THINKING_EXTRA_KEY
 
 from .errors import MalformedStreamError, translate_error
+from .sse import message_events
 
 if TYPE_CHECKING:
     from .llm import LLM
 
 __all__ = [
     "THINKING_EXTRA_KEY",
+    "ChunkStream",
     "LLMStream",
     "StreamAccumulator",
     "StreamEvent",
@@ -182,24 +186,27 @@ class StreamAccumulator:
             total_tokens=prompt + self._output_tokens,
         )
 
-    def feed(self, event: StreamEvent) -> list[ChatChunk]:
-        match event.type:
+    def feed(self, event: StreamEvent | dict[str, Any]) -> list[ChatChunk]:
+        """Takes one event: its JSON object as the API sent it, or the SDK's model of it."""
+        data: dict[str, Any] = event if isinstance(event, dict) else event.model_dump()
+        match data["type"]:
             case "message_start":
-                self.message_id = event.message.id
-                usage = event.message.usage
-                self._input_tokens = usage.input_tokens or 0
-                self._output_tokens = usage.output_tokens or 0
-                self._cache_creation_tokens = usage.cache_creation_input_tokens or 0
-                self._cache_read_tokens = usage.cache_read_input_tokens or 0
+                message = data["message"]
+                self.message_id = message["id"]
+                usage = message["usage"]
+                self._input_tokens = usage.get("input_tokens") or 0
+                self._output_tokens = usage.get("output_tokens") or 0
+                self._cache_creation_tokens = usage.get("cache_creation_input_tokens") or 0
+                self._cache_read_tokens = usage.get("cache_read_input_tokens") or 0
             case "content_block_start":
-                return self._start_block(event.index, event.content_block)
+                return self._start_block(data["index"], data["content_block"])
             case "content_block_delta":
-                return self._apply_delta(event.index, event.delta)
+                return self._apply_delta(data["index"], data["delta"])
             case "content_block_stop":
-                return self._stop_block(event.index)
+                return self._stop_block(data["index"])
             case "message_delta":
-                self.stop_reason = event.delta.stop_reason or self.stop_reason
-                self._update_usage(event.usage)
+                self.stop_reason = data["delta"].get("stop_reason") or self.stop_reason
+                self._update_usage(data["usage"])
             case "message_stop":
                 self.completed = True
                 return [ChatChunk(id=self.message_id, usage=self.usage)]
@@ -207,39 +214,40 @@ class StreamAccumulator:
                 pass
         return []
 
-    def _start_block(self, index: int, block: Any) -> list[ChatChunk]:
-        match block.type:
+    def _start_block(self, index: int, block: dict[str, Any]) -> list[ChatChunk]:
+        match block["type"]:
             case "text":
                 self._blocks[index] = _Block("text")
-                return self._text(getattr(block, "text", "") or "")
+                return self._text(block.get("text") or "")
             case "tool_use":
                 self._blocks[index] = _Block(
-                    "tool_use", call_id=block.id, name=block.name, initial_input=block.input
+                    "tool_use",
+                    call_id=block["id"],
+                    name=block["name"],
+                    initial_input=block.get("input"),
                 )
             case "thinking":
-                self._blocks[index] = _Block(
-                    "thinking", signature=getattr(block, "signature", "") or ""
-                )
-                return self._thinking(getattr(block, "thinking", "") or "", index)
+                self._blocks[index] = _Block("thinking", signature=block.get("signature") or "")
+                return self._thinking(block.get("thinking") or "", index)
             case "redacted_thinking":
-                self._blocks[index] = _Block("redacted_thinking", data=block.data)
+                self._blocks[index] = _Block("redacted_thinking", data=block["data"])
             case _:
                 self._blocks[index] = _Block("other")
         return []
 
-    def _apply_delta(self, index: int, delta: Any) -> list[ChatChunk]:
+    def _apply_delta(self, index: int, delta: dict[str, Any]) -> list[ChatChunk]:
         block = self._blocks.get(index)
         if block is None:
             return []
-        match delta.type:
+        match delta["type"]:
             case "text_delta" if block.kind == "text":
-                return self._text(delta.text)
+                return self._text(delta["text"])
             case "input_json_delta" if block.kind == "tool_use":
-                block.parts.append(delta.partial_json)
+                block.parts.append(delta["partial_json"])
             case "thinking_delta" if block.kind == "thinking":
-                return self._thinking(delta.thinking, index)
+                return self._thinking(delta["thinking"], index)
             case "signature_delta" if block.kind == "thinking":
-                block.signature = delta.signature
+                block.signature = delta["signature"]
             case _:
                 pass
         return []
@@ -298,17 +306,16 @@ class StreamAccumulator:
             return {}
         return {THINKING_EXTRA_KEY: [dict(b) for b in self.thinking_blocks]}
 
-    def _update_usage(self, usage: Any) -> None:
-        self._output_tokens = usage.output_tokens
-        if usage.input_tokens is not None:
-            self._input_tokens = usage.input_tokens
-        if usage.cache_creation_input_tokens is not None:
-            self._cache_creation_tokens = usage.cache_creation_input_tokens
-        if usage.cache_read_input_tokens is not None:
-            self._cache_read_tokens = usage.cache_read_input_tokens
-        details = getattr(usage, "output_tokens_details", None)
-        if details is not None:
-            self._reasoning_tokens = getattr(details, "thinking_tokens", 0) or 0
+    def _update_usage(self, usage: dict[str, Any]) -> None:
+        self._output_tokens = usage["output_tokens"]
+        if (n := usage.get("input_tokens")) is not None:
+            self._input_tokens = n
+        if (n := usage.get("cache_creation_input_tokens")) is not None:
+            self._cache_creation_tokens = n
+        if (n := usage.get("cache_read_input_tokens")) is not None:
+            self._cache_read_tokens = n
+        if (details := usage.get("output_tokens_details")) is not None:
+            self._reasoning_tokens = details.get("thinking_tokens") or 0
 
     def _chunk(self, delta: ChoiceDelta) -> ChatChunk:
         return ChatChunk(id=self.message_id, delta=delta)
@@ -386,30 +393,17 @@ class LLMStream(llm.LLMStream):
     async def _run(self) -> None:
         accumulator = self._accumulator = StreamAccumulator(strip_thinking_tags=bool(self._tools))
         self._request_id = None
-        single_use = self._stream_factory is None
-        try:
-            stream = await self._start_request()
-            self._request_id = stream.response.headers.get("request-id")
-            async with stream:
-                async for event in stream:
-                    try:
-                        chunks = accumulator.feed(event)
-                    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
-                        kind = getattr(event, "type", type(event).__name__)
-                        raise MalformedStreamError(f"malformed {kind} event: {e}") from e
-                    for chunk in chunks:
-                        self._event_ch.send_nowait(chunk)
-        except Exception as e:
-            output_sent = accumulator.produced_output or single_use
-            translated = translate_error(e, output_sent=output_sent)
-            if translated is None:
-                raise
-            raise translated from e
-        if not accumulator.completed:
-            raise APIConnectionError(
-                "stream ended before message_stop",
-                retryable=not (accumulator.produced_output or single_use),
-            )
+        attempt = attempt_chunks(
+            self._start_request(),
+            accumulator,
+            output_final=self._stream_factory is None,
+            on_response=self._note_request_id,
+        )
+        async for chunk in attempt:
+            self._event_ch.send_nowait(chunk)
+
+    def _note_request_id(self, request_id: str | None) -> None:
+        self._request_id = request_id
 
     async def _start_request(self) -> AnthropicStream:
         if self._stream_factory is not None:
@@ -422,3 +416,91 @@ class LLMStream(llm.LLMStream):
                 retryable=False,
             )
         return await request
+
+
+async def attempt_chunks(
+    request: StreamAwaitable,
+    accumulator: StreamAccumulator,
+    *,
+    output_final: bool = False,
+    on_response: Callable[[str | None], None] | None = None,
+) -> AsyncGenerator[ChatChunk, None]:
+    """One attempt: sends `request`, reads its body leanly (`relayq.llm.sse`) into
+    `accumulator`, and yields the ChatChunks; failures come out as LiveKit APIErrors.
+    `output_final` makes them final whether or not output was delivered (a request that
+    cannot be sent again); `on_response` gets the response's `request-id` header."""
+    try:
+        stream = await request
+        if on_response is not None:
+            on_response(stream.response.headers.get("request-id"))
+        async with stream:  # closes the response, however the reading ends
+            async for event in message_events(stream.response):
+                try:
+                    chunks = accumulator.feed(event)
+                except (AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
+                    kind = event.get("type") if isinstance(event, dict) else type(event)
+                    raise MalformedStreamError(f"malformed {kind} event: {e!r}") from e
+                for chunk in chunks:
+                    yield chunk
+    except Exception as e:
+        translated = translate_error(e, output_sent=accumulator.produced_output or output_final)
+        if translated is None:
+            raise
+        raise translated from e
+    if not accumulator.completed:
+        raise APIConnectionError(
+            "stream ended before message_stop",
+            retryable=not (accumulator.produced_output or output_final),
+        )
+
+
+class ChunkStream:
+    """One attempt of a streamed request as ChatChunks, without LiveKit's LLMStream around it
+    (its task, event channel, tee and metrics, which cost as much CPU per chunk as the
+    parsing): for a caller that retries on its own, as relayq's worker does. Failures are the
+    same LiveKit APIErrors as LLMStream's. Iterate it once; `stop_reason`, `request_id`,
+    `message_id` and `thinking_blocks` then describe the reply."""
+
+    def __init__(self, request: StreamFactory, *, strip_thinking_tags: bool = False) -> None:
+        self._request: StreamFactory | None = request
+        self._accumulator = StreamAccumulator(strip_thinking_tags=strip_thinking_tags)
+        self._chunks: AsyncGenerator[ChatChunk, None] | None = None
+        self._request_id: str | None = None
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self._accumulator.stop_reason
+
+    @property
+    def request_id(self) -> str | None:
+        return self._request_id
+
+    @property
+    def message_id(self) -> str:
+        return self._accumulator.message_id
+
+    @property
+    def thinking_blocks(self) -> list[dict[str, Any]]:
+        return list(self._accumulator.thinking_blocks)
+
+    def __aiter__(self) -> AsyncGenerator[ChatChunk, None]:
+        if self._request is None:
+            raise RuntimeError("a ChunkStream is iterated once")
+        request, self._request = self._request, None
+        chunks = attempt_chunks(request(), self._accumulator, on_response=self._note_request_id)
+        self._chunks = chunks
+        return chunks
+
+    def _note_request_id(self, request_id: str | None) -> None:
+        self._request_id = request_id
+
+    async def aclose(self) -> None:
+        """Stops reading (and closes the response) if the iteration did not finish."""
+        if self._chunks is not None:
+            await self._chunks.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

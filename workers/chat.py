@@ -49,7 +49,8 @@ async def _run_chat(attempt: AttemptContext) -> None:
         max_tokens=job.max_tokens,
         **_llm_options(job),
     )
-    stream = model.chat(
+    # one attempt, no LiveKit machinery around it: relayq retries at the queue level
+    stream = model.chat_chunks(
         chat_ctx=chat_context(job),
         tools=tools(job),
         conn_options=APIConnectOptions(max_retry=0, timeout=job.conn_options.timeout),
