@@ -30,7 +30,6 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from relayq import tracing
-from relayq.connection import REDIS_ERRORS
 from relayq.schemas.constants import cancel_key, events_key, job_key
 from relayq.schemas.events import TERMINAL_TYPES, Event, Retry, Text, TokenUsage
 from relayq.workers.scripts import WorkerScripts
@@ -45,7 +44,6 @@ _PACE_WEIGHT = 0.25  # weight of the newest gap in the running estimate of a str
 BATCH_LINGER_S = 0.002
 """While other attempts are streaming, how long a ready write waits for theirs to share its call."""
 MAX_WRITES_PER_CALL = 128
-_REDIS_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 2.0, 2.0, 5.0, 5.0)
 _CLOCK_SLACK_S = 0.0005  # a timer may fire a hair before its time
 
 
@@ -159,19 +157,11 @@ class WriteBatcher:
                 write.done.set_exception(e)
 
     async def _call(self, keys: list[str], args: list[str | int]) -> list[object]:
-        # redis-py retries a dropped connection but not a refused reconnect (a restarting
-        # Redis); a write is safe to send again (publish.lua skips a sequence number it applied)
-        for delay in (*_REDIS_RETRY_DELAYS, None):
-            try:
-                self.calls += 1
-                replies: list[object] = await self._scripts.call("publish", keys, args)
-                return replies
-            except REDIS_ERRORS:
-                if delay is None:
-                    raise
-                logger.warning("redis unavailable while publishing; retrying in %.2f s", delay)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        # a Redis restart is ridden out by the connection's own retries (relayq.connection);
+        # a write sent again is harmless (publish.lua skips a sequence number it applied)
+        self.calls += 1
+        replies: list[object] = await self._scripts.call("publish", keys, args)
+        return replies
 
 
 _BATCHERS: weakref.WeakKeyDictionary[Redis, WriteBatcher] = weakref.WeakKeyDictionary()
