@@ -40,7 +40,7 @@ from bench.common import (
     wait_for,
 )
 from relayq.client import Client
-from relayq.schemas.constants import CHAT_QUEUE
+from relayq.schemas.constants import CHAT_QUEUE, envelope_key
 from relayq.schemas.settings import Settings
 from relayq.workers.worker import POLL_DELAY_S
 
@@ -82,7 +82,7 @@ async def arq_pickup(url: str, redis: Redis, n: int) -> list[float]:
 
 async def relayq_pickup(client: Client, n: int, *, raw_producer: bool = False) -> list[float]:
     """Enqueues `n` one-token chat jobs with enqueue.lua (or, with `raw_producer`, as a foreign
-    arq producer would: SET arq:job + ZADD, no wake-up) and returns their pickup latencies."""
+    producer may: the envelope, then ZADD, no wake-up) and returns their pickup latencies."""
     from bench.common import chat_job
 
     redis = client.redis
@@ -95,7 +95,7 @@ async def relayq_pickup(client: Client, n: int, *, raw_producer: bool = False) -
             now_ms = int(time.time() * 1000)
             envelope = {"t": 1, "f": "chat", "a": [job.model_dump_json()], "k": {}, "et": now_ms}
             async with redis.pipeline(transaction=True) as pipe:
-                pipe.set(f"arq:job:{job.id}", json.dumps(envelope), px=86_400_000)
+                pipe.set(envelope_key(job.id), json.dumps(envelope), px=86_400_000)
                 pipe.zadd(CHAT_QUEUE, {job.id: now_ms})
                 await pipe.execute()
         else:

@@ -51,7 +51,9 @@ from relayq.client import Client
 from relayq.schemas.constants import events_key
 from relayq.schemas.settings import Settings
 
-ENQUEUE_COMMANDS = 10  # EVALSHA + EXISTS TIME HSET XADD SET ZADD ZADD ZREMRANGEBYSCORE PUBLISH
+# enqueue.lua: EVALSHA HMGET TIME HSET XADD EXPIRE EXPIRE; admit.lua: EVALSHA ZSCORE ZSCORE
+# TIME ZADD PUBLISH; the recent-jobs indexes: 2 x (ZADD ZREMRANGEBYSCORE)
+ENQUEUE_COMMANDS = 17
 LAG_GOAL_MS = 25.0  # issue 13: at most 25 ms added p99 lag
 COST_SHAPE = "50"  # the shape whose Redis cost is compared with the naive relay's
 
@@ -129,8 +131,8 @@ async def relayq_run(
         delta = await command_count(redis) - before
     by = delta.by_command
     commands = delta.total - by.get("info", 0) - by.get("xread", 0) - ENQUEUE_COMMANDS * len(jobs)
-    # less enqueue.lua and start.lua per job; claim.lua calls stay in (see the docstring)
-    calls = by.get("evalsha", 0) + by.get("eval", 0) - 2 * len(jobs)
+    # less enqueue, admit, start and release (Lua) per job; claim.lua calls stay in (docstring)
+    calls = by.get("evalsha", 0) + by.get("eval", 0) - 4 * len(jobs)
     worker_by = dict(by)
     worker_by.pop("info", None)
     worker_by.pop("xread", None)

@@ -40,7 +40,7 @@ from bench.common import (
 )
 from bench.sdk_client import run_sdk_client
 from relayq.contract import script_source
-from relayq.schemas.constants import CHAT_QUEUE, JOBS_INDEX, events_key, job_key, wake_channel
+from relayq.schemas.constants import CHAT, JOBS_INDEX, events_key, job_key
 
 TOKENS = 20
 STAGING = "bench:staging"
@@ -59,40 +59,46 @@ async def fill_arq(redis: Redis, m: int) -> None:
 
 
 async def fill_relayq(redis: Redis, m: int) -> list[str]:
-    """enqueue.lua for each job, but onto the staging zset (KEYS[4]); the wake is sent later."""
+    """enqueue.lua for each job, then its id onto the staging zset (where admit.lua would put it
+    on the queue); the wake is sent later."""
     sha = await redis.script_load(script_source("enqueue"))
     ids = []
     for start in range(0, m, 500):
         async with redis.pipeline(transaction=False) as pipe:
+            now = int(time.time() * 1000)
             for _ in range(start, min(m, start + 500)):
                 job = chat_job(TOKENS)
                 ids.append(job.id)
                 pipe.evalsha(
                     sha,
-                    5,
+                    2,
                     job_key(job.id),
                     events_key(job.id),
-                    f"arq:job:{job.id}",
-                    STAGING,
-                    "bench:jobs-index",
                     job.id,
                     job.model_dump_json(),
                     "chat",
-                    "chat",
                     job.model,
                     "100000",
-                    "86400000",
+                    CHAT.waiting,
                     "",
+                    "86400",
                 )
+                pipe.zadd(STAGING, {job.id: now})
             await pipe.execute()
-    await redis.delete("bench:jobs-index")
     return ids
 
 
 async def drain(
-    redis: Redis, queue: str, m: int, procs: dict[str, psutil.Process], wake: str | None
+    redis: Redis,
+    queue: str,
+    m: int,
+    procs: dict[str, psutil.Process],
+    wake: str | None,
+    running: str | None = None,
 ) -> dict[str, Any]:
-    """RENAMEs the staging zset onto `queue` and times the drain (see the module docs)."""
+    """RENAMEs the staging zset onto `queue` and times the drain (see the module docs). A job
+    counts as left while it waits in `queue` or runs (arq keeps running jobs in its queue;
+    relayq moves them to the queue's leases, `running`)."""
     sampler = CpuSampler(procs)
     before = await command_count(redis)
     sampler.start()
@@ -105,7 +111,7 @@ async def drain(
     t0 = time.perf_counter()
     deadline = t0 + 300
     while time.perf_counter() < deadline:
-        left = int(await redis.zcard(queue))
+        left = int(await redis.zcard(queue)) + (int(await redis.zcard(running)) if running else 0)
         now = time.perf_counter()
         if t_hi != t_hi and left <= 0.9 * m:
             t_hi = now
@@ -174,7 +180,7 @@ async def relayq_rate(
                 f"worker{i + 1}": p for i, p in enumerate(worker_ps)
             }
             watched.update(simulator=ctx.simulator.ps, redis=redis_ps)
-            result = await drain(redis, CHAT_QUEUE, m, watched, wake_channel(CHAT_QUEUE))
+            result = await drain(redis, CHAT.waiting, m, watched, CHAT.wake, CHAT.leases)
             if memory:
                 await asyncio.sleep(0.5)
                 # what finished jobs leave behind: job hash + event stream (+ index entry)

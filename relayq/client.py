@@ -15,36 +15,41 @@ enter, after the connection's own retries (`relayq.connection`) have run out.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from relayq import tracing
-from relayq.connection import REDIS_ERRORS, connect
+from relayq.connection import REDIS_ERRORS, Ack, ScriptCall, connect, parse_redis_url, replicated
 from relayq.contract import Scripts
 from relayq.errors import (
     InvalidJob,
     JobNotFound,
     NotConfigured,
+    NotReplicated,
     RedisUnavailable,
     ScreenshotGone,
 )
 from relayq.schemas.constants import (
     CANCEL_CHANNEL,
+    CHAT,
     EVENT_FIELD,
     JOBS_INDEX,
-    QUEUES,
-    blob_key,
-    cancel_key,
+    QUEUE_OF_KIND,
+    blobs_key,
+    envelope_key,
     events_key,
     job_key,
+    job_slot_keys,
+    queue_keys_of,
     tenant_jobs_key,
 )
 from relayq.schemas.events import Event, is_terminal, parse_event
@@ -56,10 +61,10 @@ from relayq.schemas.validation import error_text
 
 logger = logging.getLogger(__name__)
 
-ARQ_JOB_TTL_MS = 24 * 3600 * 1000
+QUEUED_TTL_S = 24 * 3600
+"""A job that no worker has started this long after its submission expires."""
 RECENT_INDEX_MS = 7 * 24 * 3600 * 1000
-_FUNCTIONS = {"chat": "chat", "computer_use": "computer_use"}
-_QUEUE_OF_KIND = {"chat": "chat", "computer_use": "computer"}
+_TERMINAL = ("done", "error", "cancelled")
 
 CancelOutcome = Literal["unknown", "finished", "cancelled", "signalled"]
 
@@ -95,16 +100,18 @@ class Client:
     ) -> None:
         self._settings = settings or Settings()
         url = redis_url or self._settings.redis_url
-        if redis is None:
-            if url is None:
-                raise NotConfigured("give a redis_url (or set RELAYQ_REDIS_URL)")
-            try:
+        try:
+            # a submission needs `ack.replicas` replicas to confirm it (cluster and sentinel)
+            self._ack = parse_redis_url(url).ack if url else Ack()
+            if redis is None:
+                if url is None:
+                    raise NotConfigured("give a redis_url (or set RELAYQ_REDIS_URL)")
                 redis = connect(url)
-            except ValueError as e:
-                raise NotConfigured(f"RELAYQ_REDIS_URL / redis_url {url!r}: {e}") from e
-            self._owns_redis = True
-        else:
-            self._owns_redis = False
+                self._owns_redis = True
+            else:
+                self._owns_redis = False
+        except ValueError as e:
+            raise NotConfigured(f"RELAYQ_REDIS_URL / redis_url {url!r}: {e}") from e
         self._redis: Redis = redis
         self._scripts = Scripts(self._redis)
 
@@ -128,42 +135,73 @@ class Client:
             await self._redis.aclose()
 
     async def submit(self, job: _JobBase, *, tenant: str = "") -> Submitted:
-        """Enqueues `job` unless a job with its id exists; then returns the existing one."""
+        """Enqueues `job` unless a job with its id exists; then returns the existing one.
+
+        Submitting is two steps (CONTRACT.md, Enqueue): the job on its own slot, then its entry
+        on the queue's slot. Both are idempotent, so submitting the same id again, after a crash
+        or an error between them, completes the first submission and never runs a job twice.
+        Raises NotReplicated when the URL asks replicas to confirm it and they did not in time.
+        """
         kind = str(getattr(job, "kind", "chat"))
-        queue = QUEUES[_QUEUE_OF_KIND[kind]]
         with (
             tracing.span("relayq.enqueue", {"relayq.job_id": job.id, "relayq.kind": kind}),
             _redis_errors_translated(),
         ):
-            return await self._enqueue(tracing.inject(job), kind, queue, tenant)
+            return await self._enqueue(tracing.inject(job), kind, tenant)
 
-    async def _enqueue(self, job: _JobBase, kind: str, queue: str, tenant: str) -> Submitted:
-        created, status = await self._scripts.call(
-            "enqueue",
-            [job_key(job.id), events_key(job.id), f"arq:job:{job.id}", queue, JOBS_INDEX],
-            [
-                job.id,
-                job.model_dump_json(exclude_defaults=False),
-                kind,
-                _FUNCTIONS[kind],
-                job.model,
-                self._settings.stream_maxlen,
-                ARQ_JOB_TTL_MS,
-                tenant,
-            ],
+    async def _enqueue(self, job: _JobBase, kind: str, tenant: str) -> Submitted:
+        queue = QUEUE_OF_KIND[kind]
+        (reply,) = await self._durably(
+            job_key(job.id),
+            ScriptCall(
+                self._scripts["enqueue"],
+                [job_key(job.id), events_key(job.id)],
+                [
+                    job.id,
+                    job.model_dump_json(exclude_defaults=False),
+                    kind,
+                    job.model,
+                    self._settings.stream_maxlen,
+                    queue.waiting,
+                    tenant,
+                    QUEUED_TTL_S,
+                ],
+            ),
         )
-        if created:
-            await self._index_for_tenant(job.id, tenant)
-        return Submitted(id=job.id, created=bool(created), status=status.decode())
+        created, raw_status = reply
+        status = raw_status.decode()
+        if status not in _TERMINAL:
+            admit = ScriptCall(
+                self._scripts["admit"], [queue.waiting, queue.leases], [job.id, queue.wake]
+            )
+            await asyncio.gather(self._durably(queue.waiting, admit), self._index(job.id, tenant))
+        return Submitted(id=job.id, created=bool(created), status=status)
 
-    async def _index_for_tenant(self, job_id: str, tenant: str) -> None:
-        """The tenant's own recent-jobs index, which the gateway lists (7 days, like the shared
-        one): no other tenant's jobs can crowd it."""
+    async def _durably(self, slot_key: str, call: ScriptCall) -> list[Any]:
+        replies, acked = await replicated(self._redis, slot_key, [call], self._ack)
+        if acked < self._ack.replicas:
+            raise NotReplicated(
+                f"{acked} of {self._ack.replicas} replica(s) confirmed the submission within "
+                f"{self._ack.timeout_ms} ms; submit the same job again (safe) or lower "
+                "ack_replicas in RELAYQ_REDIS_URL"
+            )
+        return replies
+
+    async def _index(self, job_id: str, tenant: str) -> None:
+        """The recent-jobs indexes (7 days), each a slot of its own: the shared one (`relayq
+        jobs`) and the tenant's own, which the gateway lists (no other tenant's jobs crowd it).
+        Single commands, not a pipeline: on a cluster they go to two shards."""
         now_ms = int(time.time() * 1000)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.zadd(tenant_jobs_key(tenant), {job_id: now_ms})
-        pipe.zremrangebyscore(tenant_jobs_key(tenant), "-inf", now_ms - RECENT_INDEX_MS)
-        await pipe.execute()
+        await asyncio.gather(
+            *(
+                command
+                for index in (JOBS_INDEX, tenant_jobs_key(tenant))
+                for command in (
+                    self._redis.zadd(index, {job_id: now_ms}, nx=True),
+                    self._redis.zremrangebyscore(index, "-inf", now_ms - RECENT_INDEX_MS),
+                )
+            )
+        )
 
     async def events(
         self, job_id: str, after: str = "0", *, block_ms: int = 5000
@@ -175,14 +213,16 @@ class Client:
         run out, RedisUnavailable: call again with the last id you saw.
         """
         key = events_key(job_id)
+        # a raw producer's job has only its envelope until a worker starts it
+        exists = ("EXISTS", key, job_key(job_id), envelope_key(job_id))  # one slot, one command
         with _redis_errors_translated():
-            if not await self._redis.exists(key, job_key(job_id)):
+            if not await self._redis.execute_command(*exists):  # type: ignore[no-untyped-call]
                 raise JobNotFound(job_id)
         last = after
         while True:
             with _redis_errors_translated():
                 reply = await self._redis.xread({key: last}, count=500, block=block_ms)
-                if not reply and not await self._redis.exists(key, job_key(job_id)):
+                if not reply and not await self._redis.execute_command(*exists):  # type: ignore[no-untyped-call]
                     return
             for stream_id, fields in reply[0][1] if reply else ():
                 last = stream_id.decode()
@@ -201,26 +241,30 @@ class Client:
             return await self._cancel(job_id, reason)
 
     async def _cancel(self, job_id: str, reason: str) -> CancelOutcome:
-        raw: bytes | None = await self._redis.hget(job_key(job_id), "queue")  # type: ignore[misc]
-        queue = raw.decode() if raw else QUEUES["chat"]
         outcome: bytes = await self._scripts.call(
             "cancel",
+            job_slot_keys(job_id),
             [
-                job_key(job_id),
-                events_key(job_id),
-                cancel_key(job_id),
-                f"arq:job:{job_id}",
-                queue,
+                job_id,
+                reason,
+                self._settings.stream_maxlen,
+                self._settings.stream_ttl_s,
                 CANCEL_CHANNEL,
             ],
-            [job_id, reason, self._settings.stream_maxlen, self._settings.stream_ttl_s],
         )
+        if outcome == b"cancelled":
+            # the job's own slot decided; its queue entry is only a leftover now (a worker that
+            # claims it finds the job ended), removed here to keep the queue's depth honest
+            raw: bytes | None = await self._redis.hget(job_key(job_id), "queue")  # type: ignore[misc]
+            with contextlib.suppress(ValueError):
+                queue = queue_keys_of(raw.decode()) if raw else CHAT
+                await self._redis.zrem(queue.waiting, job_id)
         return outcome.decode()  # type: ignore[return-value]
 
     async def screenshot(self, job_id: str, blob: int) -> bytes:
         """The image bytes a `screenshot` event refers to. Raises ScreenshotGone once expired."""
         with _redis_errors_translated():
-            data: bytes | None = await self._redis.get(blob_key(job_id, blob))
+            data: bytes | None = await self._redis.hget(blobs_key(job_id), str(blob))  # type: ignore[misc]
         if data is None:
             raise ScreenshotGone(f"screenshot {blob} of job {job_id} is gone (expired or unknown)")
         return data

@@ -8,7 +8,9 @@
     ├── NotConfigured        no Redis URL given (nor RELAYQ_REDIS_URL), or one that does not
     │                        parse; also a ValueError
     └── RedisUnavailable     Redis could not be reached, even after the connection's retries
-                             (relayq.connection); also a ConnectionError
+        │                    (relayq.connection); also a ConnectionError
+        └── NotReplicated    a write reached the primary but not the replicas the URL's
+                             `ack_replicas` asks for in time; resubmitting the same id is safe
 
 Errors from Redis and pydantic are translated where they enter, with the original as
 `__cause__`. A job that fails is not an exception here: it ends with an `error` event.
@@ -39,3 +41,8 @@ class NotConfigured(RelayqError, ValueError):
 
 class RedisUnavailable(RelayqError, ConnectionError):
     """Redis did not answer, even after the connection's own retries."""
+
+
+class NotReplicated(RedisUnavailable):
+    """A submission reached the primary, but fewer replicas than `ack_replicas` confirmed it in
+    time: it runs unless that primary fails first. Submitting the same job id again is safe."""

@@ -2,10 +2,9 @@
 workers alive. Producer-safe (redis + the key names of relayq.schemas.constants), for `relayq
 status`, `relayq watch` and anything else that shows the fleet.
 
-A queue holds three kinds of jobs: waiting (due, and nobody's lease on it), running (due, leased
-by a worker) and delayed (due later: a retry's backoff, or a deferred job). Depth is the
-waiting ones; running jobs are counted apart, whether or not the key layout keeps them in the
-queue.
+A queue holds three kinds of jobs: waiting (due, in its waiting set), delayed (in the waiting
+set, due later: a retry's backoff) and running (moved to the queue's leases by the worker that
+claimed them). Depth is the waiting ones.
 """
 
 from __future__ import annotations
@@ -18,14 +17,12 @@ from redis.asyncio import Redis
 
 from relayq.schemas.constants import (
     EVENT_FIELD,
+    QUEUE_KEYS,
     QUEUES,
     WORKERS_PATTERN,
     events_key,
-    in_progress_key,
 )
 from relayq.schemas.events import Error, ErrorInfo, parse_event
-
-_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -63,19 +60,21 @@ def queue_name_of(key: str) -> str:
 
 
 async def queue_depth(redis: Redis, name: str) -> QueueDepth:
-    key = QUEUES[name]
+    queue = QUEUE_KEYS[name]
     now_ms = time.time() * 1000
-    total: int = await redis.zcard(key)
-    due = await _due(redis, key, now_ms)
-    leased = await _leased(redis, [job_id for job_id, _ in due])
-    waiting = [score for (job_id, score) in due if job_id not in leased]
+    total: int = await redis.zcard(queue.waiting)
+    due: int = await redis.zcount(queue.waiting, "-inf", now_ms)
+    running: int = await redis.zcard(queue.leases)
+    oldest = await redis.zrangebyscore(
+        queue.waiting, "-inf", now_ms, start=0, num=1, withscores=True
+    )
     return QueueDepth(
         name=name,
-        key=key,
-        waiting=len(waiting),
-        running=len(leased),
-        delayed=total - len(due),
-        oldest_wait_s=round((now_ms - min(waiting)) / 1000, 3) if waiting else 0.0,
+        key=queue.waiting,
+        waiting=due,
+        running=running,
+        delayed=total - due,
+        oldest_wait_s=round((now_ms - oldest[0][1]) / 1000, 3) if oldest else 0.0,
     )
 
 
@@ -86,15 +85,8 @@ async def queue_position(redis: Redis, name: str, job_id: str) -> int | None:
     score = await redis.zscore(key, job_id)
     if score is None or score > time.time() * 1000:
         return None
-    ahead: list[str] = []
-    for member, _ in await _due(redis, key, score):
-        if member == job_id:
-            break
-        ahead.append(member)
-    leased = await _leased(redis, [*ahead, job_id])
-    if job_id in leased:
-        return None
-    return 1 + sum(1 for member in ahead if member not in leased)
+    rank: int | None = await redis.zrank(key, job_id)  # workers claim in this order
+    return None if rank is None else rank + 1
 
 
 async def live_workers(redis: Redis) -> list[WorkerInfo]:
@@ -143,29 +135,3 @@ async def final_errors(redis: Redis, job_ids: list[str]) -> dict[str, ErrorInfo]
         if isinstance(event, Error):
             errors[job_id] = event.error
     return errors
-
-
-async def _due(redis: Redis, key: str, until_ms: float) -> list[tuple[str, float]]:
-    """Members due by `until_ms`, oldest first (the order workers claim them in)."""
-    members: list[tuple[str, float]] = []
-    offset = 0
-    while True:
-        page = await redis.zrangebyscore(
-            key, "-inf", until_ms, start=offset, num=_PAGE, withscores=True
-        )
-        members += [(m.decode() if isinstance(m, bytes) else str(m), s) for m, s in page]
-        if len(page) < _PAGE:
-            return members
-        offset += _PAGE
-
-
-async def _leased(redis: Redis, job_ids: list[str]) -> set[str]:
-    leased: set[str] = set()
-    for start in range(0, len(job_ids), _PAGE):
-        chunk = job_ids[start : start + _PAGE]
-        async with redis.pipeline(transaction=False) as pipe:
-            for job_id in chunk:
-                pipe.exists(in_progress_key(job_id))
-            found = await pipe.execute()
-        leased.update(job_id for job_id, n in zip(chunk, found, strict=True) if n)
-    return leased

@@ -66,14 +66,14 @@ class Settings(BaseModel):
     job_timeout_s: float = Field(
         default=3600.0,
         ge=5.0,
-        description="Longest attempt: ended with an `error` event (arq's own timeout, a little "
-        "later, is only a backstop); job deadlines usually end jobs first.",
+        description="Longest attempt: ended with an `error` event; job deadlines usually end "
+        "jobs first.",
     )
     lease_s: float = Field(
         default=10.0,
         ge=1.0,
-        description="In-progress lease of a running job, renewed by the worker's heartbeat; "
-        "a dead worker's jobs run again this long after it died.",
+        description="Lease of a running job, renewed by the worker's heartbeat; a dead "
+        "worker's jobs run again this long after it died.",
     )
     shutdown_grace_s: float = Field(
         default=20.0, ge=0, description="On SIGTERM, how long running jobs may take to finish."

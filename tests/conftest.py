@@ -15,6 +15,7 @@ from hypothesis import settings as hypothesis_settings
 
 from relayq.client import Client
 from relayq.embedded_redis import EmbeddedRedis
+from relayq.schemas.constants import CHAT, envelope_key, events_key, job_key
 from relayq.schemas.settings import Settings
 from relayq.simulator import Simulator, run_in_thread
 from relayq.static_server import serve_directory
@@ -134,3 +135,19 @@ async def client(settings: Settings, worker: WorkerProcess) -> AsyncIterator[Cli
 async def idle_client(idle_redis_url: str) -> AsyncIterator[Client]:
     async with Client(idle_redis_url, settings=Settings(redis_url=idle_redis_url)) as c:
         yield c
+
+
+async def enqueue_raw(client: Client, job_id: str, payload: str) -> None:
+    """Submits `payload` as a job's JSON without validating it, as another producer could."""
+    await client._scripts.call(
+        "enqueue",
+        [job_key(job_id), events_key(job_id)],
+        [job_id, payload, "chat", "?", 1000, CHAT.waiting, "", 600],
+    )
+    await client._scripts.call("admit", [CHAT.waiting, CHAT.leases], [job_id, CHAT.wake])
+
+
+async def put_raw_envelope(client: Client, job_id: str, envelope: bytes) -> None:
+    """What a raw producer does (CONTRACT.md): the envelope on the job's slot, then admit."""
+    await client.redis.set(envelope_key(job_id), envelope, px=600_000)
+    await client._scripts.call("admit", [CHAT.waiting, CHAT.leases], [job_id, CHAT.wake])

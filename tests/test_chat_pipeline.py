@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from relayq.client import Client, StreamEntry
+from relayq.schemas.constants import CHAT_QUEUE
 from relayq.schemas.events import Done, Error, Retry, Started, Text, ToolCall
 from relayq.schemas.jobs import ChatJob, ConnOptions, ToolSchema
 from relayq.simulator import scripted_reply
@@ -154,14 +155,10 @@ async def test_bad_request_400_ends_with_one_error_and_no_retry(client: Client) 
 async def test_invalid_payload_gets_an_error_event_and_the_worker_serves_the_next_job(
     client: Client,
 ) -> None:
-    from relayq.schemas.constants import CHAT_QUEUE, JOBS_INDEX, events_key, job_key
+    from tests.conftest import enqueue_raw
 
     bad_id = "job_invalid_payload_1"
-    await client._scripts.call(
-        "enqueue",
-        [job_key(bad_id), events_key(bad_id), f"arq:job:{bad_id}", CHAT_QUEUE, JOBS_INDEX],
-        [bad_id, '{"prompt": 42, "temperature": "hot"', "chat", "chat", "?", 1000, 60000, ""],
-    )
+    await enqueue_raw(client, bad_id, '{"prompt": 42, "temperature": "hot"')
     bad_events = [e.event for e in await collect(client, bad_id)]
 
     assert isinstance(bad_events[-1], Error)
@@ -261,7 +258,7 @@ async def test_cancel_a_queued_job_prevents_it_from_starting(idle_client: Client
 
     events = [e.event for e in await collect(idle_client, job.id)]
     assert [e.type for e in events] == ["queued", "cancelled"]
-    assert await idle_client.redis.zscore("relayq:queue:chat", job.id) is None
+    assert await idle_client.redis.zscore(CHAT_QUEUE, job.id) is None
 
 
 async def test_cancel_of_unknown_or_finished_job_is_a_no_op(client: Client) -> None:

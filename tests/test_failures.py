@@ -12,13 +12,13 @@ import pytest
 
 from relayq.client import Client
 from relayq.embedded_redis import EmbeddedRedis
-from relayq.schemas.constants import CHAT_QUEUE, events_key, job_key
+from relayq.schemas.constants import CHAT, events_key, job_key, job_slot_keys
 from relayq.schemas.events import Done, Error, Event, Retry, Started, Text
 from relayq.schemas.jobs import ChatJob
 from relayq.schemas.settings import Settings
 from relayq.simulator import Simulator, scripted_reply
 from relayq.transcript import transcript_of
-from tests.conftest import WorkerProcess, start_worker, worker_env
+from tests.conftest import WorkerProcess, put_raw_envelope, start_worker, worker_env
 
 LEASE_S = "3"
 
@@ -160,23 +160,30 @@ async def test_garbage_on_the_queue_is_reported_and_the_worker_keeps_serving(
 ) -> None:  # type: ignore[no-untyped-def]
     redis = own_client.redis
     spawn()
-    # a job whose arq envelope is not JSON at all (written before it is queued, so no worker
-    # can see a valid envelope first)
-    await redis.hset(job_key("job_garbled"), mapping={"status": "queued", "attempt": "0"})
-    await redis.set("arq:job:job_garbled", b"\x80\x04\x95pickle? no thanks")
-    await redis.zadd(CHAT_QUEUE, {"job_garbled": 1})
-    # queue members with no job at all, and an envelope for an unknown function
-    await redis.zadd(CHAT_QUEUE, {"no_such_job": 1, "\u2603 snow": 1})
-    await redis.set("arq:job:job_unknown_fn", b'{"t":1,"f":"rm_rf","a":[],"k":{},"et":1}')
-    await redis.zadd(CHAT_QUEUE, {"job_unknown_fn": 1})
+    # an envelope that is not JSON at all (pickle), and one for a function nobody runs
+    await put_raw_envelope(own_client, "job_garbled", b"\x80\x04\x95pickle? no thanks")
+    await put_raw_envelope(own_client, "job_unknown_fn", b'{"t":1,"f":"rm_rf","a":[],"k":{}}')
+    # queue members with nothing behind them: a valid job id, and one no job could have
+    await redis.zadd(CHAT.waiting, {"no_such_job": 1, "\u2603 snow": 1})
 
-    garbled = await events_of(own_client, "job_garbled")
     good = ChatJob(prompt="after the garbage")
     await own_client.submit(good)
+    good_events = await events_of(own_client, good.id)
+    # claimed before the good job (queues are first in, first out), so started by now
+    garbled = await events_of(own_client, "job_garbled")
+    unknown_fn = await events_of(own_client, "job_unknown_fn")
+    nothing = await events_of(own_client, "no_such_job")
 
-    assert isinstance(garbled[-1], Error) and garbled[-1].error.type == "invalid_request"
-    assert "could not be read" in garbled[-1].error.message
-    assert isinstance((await events_of(own_client, good.id))[-1], Done)
+    for events, why in (
+        (garbled, "not JSON"),
+        (unknown_fn, "names a function this queue does not run"),
+        (nothing, "nothing to run"),
+    ):
+        assert [e.type for e in events] == ["started", "error"], events
+        assert isinstance(events[-1], Error) and events[-1].error.type == "invalid_request"
+        assert why in events[-1].error.message
+    assert isinstance(good_events[-1], Done)
+    assert await redis.zcard(CHAT.waiting) == 0 and await redis.zcard(CHAT.leases) == 0
 
 
 async def test_jobs_survive_a_redis_restart(
@@ -208,7 +215,7 @@ async def test_a_retried_publish_whose_reply_was_lost_writes_nothing_twice(
     job = ChatJob(prompt="idempotent writes")
     await own_client.submit(job)
     await own_client.redis.hset(job_key(job.id), mapping={"attempt": "1", "status": "running"})
-    keys = [job_key(job.id), events_key(job.id), f"relayq:{{{job.id}}}:cancel"]
+    keys = job_slot_keys(job.id)
     text = Text(job_id=job.id, attempt=1, text="once").model_dump_json()
     scripts = WorkerScripts(own_client.redis)
 

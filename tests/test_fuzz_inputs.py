@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relayq.client import Client
-from relayq.schemas.constants import CHAT_QUEUE, JOBS_INDEX, events_key, job_key, wake_channel
+from relayq.schemas.constants import envelope_key, events_key, job_key
 from relayq.schemas.events import Done, Error
 from relayq.schemas.jobs import ChatJob, parse_job
 from relayq.schemas.settings import Settings
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, enqueue_raw, put_raw_envelope
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50)
 json_values = st.recursive(
@@ -84,14 +84,6 @@ def test_huge_and_deeply_nested_payloads_are_refused_cleanly() -> None:
         raise AssertionError("accepted")
 
 
-async def _enqueue_raw(client: Client, job_id: str, payload: str) -> None:
-    await client._scripts.call(
-        "enqueue",
-        [job_key(job_id), events_key(job_id), f"arq:job:{job_id}", CHAT_QUEUE, JOBS_INDEX],
-        [job_id, payload, "chat", "chat", "?", 1000, 60_000, ""],
-    )
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(payload=job_like.map(json.dumps) | st.text(max_size=80))
 def test_bad_payloads_through_a_real_worker_get_one_error_event_each(
@@ -100,7 +92,7 @@ def test_bad_payloads_through_a_real_worker_get_one_error_event_each(
     async def scenario() -> tuple[Any, Any]:
         async with Client(redis_url, settings=Settings(redis_url=redis_url)) as client:
             bad_id = f"fuzz_{abs(hash(payload)) % 10**12}_{id(payload)}"
-            await _enqueue_raw(client, bad_id, payload)
+            await enqueue_raw(client, bad_id, payload)
             bad = [e.event async for e in client.events(bad_id)]
             return bad, None
 
@@ -126,11 +118,8 @@ def test_raw_garbage_in_an_arq_envelope_is_reported_not_fatal(
     async def scenario() -> list[Any]:
         async with Client(redis_url, settings=Settings(redis_url=redis_url)) as client:
             job_id = f"garbage_{abs(hash(envelope)) % 10**12}"
-            await client.redis.delete(job_key(job_id), events_key(job_id))
-            await client.redis.hset(job_key(job_id), mapping={"status": "queued", "attempt": "0"})
-            await client.redis.set(f"arq:job:{job_id}", envelope, px=60_000)
-            await client.redis.zadd(CHAT_QUEUE, {job_id: 1})
-            await client.redis.publish(wake_channel(CHAT_QUEUE), job_id)  # as CONTRACT.md asks
+            await client.redis.delete(job_key(job_id), events_key(job_id), envelope_key(job_id))
+            await put_raw_envelope(client, job_id, envelope)
             return [e.event async for e in client.events(job_id)]
 
     events = asyncio.run(scenario())

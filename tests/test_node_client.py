@@ -53,7 +53,7 @@ async def test_the_node_client_sees_what_the_python_client_sees(
         "GATEWAY_URL": gateway,
         "API_KEY": KEYS["acme"],
         "TENANT": "acme",
-        "ENQUEUE_LUA": str(ROOT / "relayq" / "contract" / "enqueue.lua"),
+        "CONTRACT_DIR": str(ROOT / "relayq" / "contract"),
     }
     node = await asyncio.create_subprocess_exec(
         "node",

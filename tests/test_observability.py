@@ -46,7 +46,7 @@ async def test_worker_metrics_count_jobs_tokens_and_ttft(simulator: Simulator) -
     assert 'relayq_job_attempts_started_total{queue="chat"} 1.0' in text
     assert 'relayq_tokens_total{kind="output",model="claude-sonnet-4-6"}' in text
     assert "relayq_time_to_first_token_seconds_count" in text
-    assert 'relayq_queue_depth{queue="relayq:queue:chat"}' in text
+    assert 'relayq_queue_depth{queue="chat"}' in text
 
 
 async def test_logs_are_json_lines_with_job_context_and_never_show_the_api_key(

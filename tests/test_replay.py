@@ -32,7 +32,7 @@ from relayq.replay import (
     save_screenshots,
     write_replay,
 )
-from relayq.schemas.constants import blob_key, events_key, job_key
+from relayq.schemas.constants import blobs_key, events_key, job_key
 from relayq.schemas.events import (
     Action,
     Done,
@@ -202,7 +202,7 @@ class JobWriter:
                 await redis.xadd(events_key(self.job_id), {"event": event.model_dump_json()})
             for n, data in self.blobs.items():
                 if n not in drop_blobs:
-                    await redis.set(blob_key(self.job_id, n), data)
+                    await redis.hset(blobs_key(self.job_id), str(n), data)  # type: ignore[misc]
         finally:
             await redis.aclose()
         return self.job_id

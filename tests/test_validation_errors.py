@@ -10,9 +10,8 @@ import pytest
 
 from relayq.client import Client
 from relayq.errors import InvalidJob
-from relayq.schemas.constants import CHAT_QUEUE, JOBS_INDEX, events_key, job_key
 from relayq.schemas.events import Error
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, enqueue_raw
 from tests.test_gateway import ACME, running_gateway
 
 SECRET = "sk-ant-api03-DoNotEchoMe"
@@ -38,11 +37,7 @@ async def test_a_workers_error_event_names_the_field_but_not_its_value(
 ) -> None:
     job_id = f"secretive_{field}_{abs(hash(json.dumps(body))) % 10**9}"
     # a producer that skips validation: the raw envelope, as CONTRACT.md's enqueue writes it
-    await client._scripts.call(
-        "enqueue",
-        [job_key(job_id), events_key(job_id), f"arq:job:{job_id}", CHAT_QUEUE, JOBS_INDEX],
-        [job_id, json.dumps({"id": job_id, **body}), "chat", "chat", "?", 1000, 60_000, ""],
-    )
+    await enqueue_raw(client, job_id, json.dumps({"id": job_id, **body}))
 
     events = [entry.event async for entry in client.events(job_id)]
 

@@ -1,36 +1,60 @@
-"""One attempt of any job: claim it, run the job body, and end with exactly one final event.
+"""One attempt of any job: start it on the job's slot, run the job body, end with one final event.
 
 The body publishes its own terminal event (or a `retry`). This frame handles what cuts across
-every kind of job: a job that already ended or was cancelled while queued, a cancel request
-(`cancelled`), a worker shutdown (`retry`, reason `shutdown`, the job goes back to the queue), a
-lost ownership (fenced: stay silent), and a bug in the body (an `error` event, never a dead worker).
+every kind of job: a job that already ended or was cancelled while queued, input that cannot be
+run (an `error` event), a cancel request (`cancelled`), a worker shutdown (`retry`, reason
+`shutdown`, the job goes back to the queue), a lost ownership (fenced: stay silent), a body that
+ends without a final event, and a bug in the body (an `error` event, never a dead worker).
+
+It reports an `Outcome`, which tells the worker loop what to do with the job's lease.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import enum
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from arq import Retry as ArqRetry
 from opentelemetry import context as otel_context
 
 from relayq import tracing
 from relayq.connection import REDIS_ERRORS
-from relayq.schemas.constants import cancel_key, events_key, job_key
-from relayq.schemas.events import Cancelled, Error, ErrorInfo, Retry, Started
+from relayq.schemas.constants import job_key, job_slot_keys
+from relayq.schemas.events import Cancelled, Error, ErrorInfo, Event, Retry, Started
 from relayq.schemas.jobs import _JobBase, parse_job
 from relayq.schemas.validation import error_text
+from relayq.workers.job_input import UnreadableJob, job_input
+from relayq.workers.leases import Claim
 from relayq.workers.logs import job_context
 from relayq.workers.metrics import AttemptMetrics
 from relayq.workers.publisher import Fenced, Publisher
-from relayq.workers.runtime import Runtime
+from relayq.workers.runtime import RunningJob, Runtime
 
 logger = logging.getLogger(__name__)
+
+HAND_BACK_TIMEOUT_S = 2.0
+
+
+class Outcome(enum.Enum):
+    ENDED = "ended"
+    """The job has its terminal event (or had one already): release the lease."""
+    DEFERRED = "deferred"
+    """A `retry` event was published: the job waits again for `delay_s`."""
+    HANDED_BACK = "handed_back"
+    """The worker is stopping; a `retry` (reason `shutdown`) was published: requeue at once."""
+    LOST = "lost"
+    """The attempt did not end the job (fenced off, or Redis went away): keep the lease
+    unrenewed, so that once it runs out another attempt takes over and voids this one."""
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    outcome: Outcome
+    delay_s: float = 0.0
 
 
 @dataclass
@@ -42,11 +66,17 @@ class AttemptContext:
     publisher: Publisher
     metrics: AttemptMetrics
     deferred_by: float | None = None
+    final_event: Event | None = None
     _spans: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def retry_after(self, delay: float) -> None:
         """Ask for another attempt `delay` seconds from now (after a `retry` event)."""
         self.deferred_by = delay
+
+    def observe(self, event: Event) -> None:
+        if event.type in ("done", "error", "cancelled", "retry"):
+            self.final_event = event
+        self.metrics.observe(event)
 
     async def parse(self, kind: type[JobT]) -> JobT | None:
         """The payload as a `kind` job; None (after an `error` event) when it is not one."""
@@ -77,57 +107,48 @@ class AttemptContext:
 
 
 JobBody = Callable[[AttemptContext], Awaitable[None]]
-ATTEMPT_TIMEOUT_MARGIN_S = 2.0
 JobT = TypeVar("JobT", bound=_JobBase)
 
 
-async def run_attempt(ctx: dict[str, Any], payload: object, body: JobBody, *, queue: str) -> None:
+@dataclass(frozen=True)
+class JobType:
+    """What one queue runs: its function name (as raw envelopes name it) and the job body."""
+
+    queue: str
+    function: str
+    body: JobBody
+
+
+async def run_attempt(runtime: Runtime, claim: Claim, job_type: JobType) -> AttemptResult:
     try:
-        await _run_attempt(ctx, payload, body, queue)
+        return await _run_attempt(runtime, claim, job_type)
     except REDIS_ERRORS as e:
-        # Redis went away for longer than the clients' own retries: keep the job rather than
-        # let arq count it as failed. The next attempt voids this one (reason worker_lost).
-        logger.warning("job %s: redis unavailable (%s); handing the job back", ctx["job_id"], e)
-        raise ArqRetry(defer=1.0) from e
-    except ArqRetry:
-        raise
+        # Redis went away for longer than the client's own retries: the lease runs out and
+        # the next attempt voids this one (reason worker_lost)
+        logger.warning("job %s: redis unavailable (%s); leaving it to its lease", claim.job_id, e)
+        return AttemptResult(Outcome.LOST)
     except Exception as e:
         # a bug outside the job body: never leave the job without a terminal event
-        logger.exception("job %s: attempt frame failed", ctx["job_id"])
-        runtime: Runtime = ctx["relayq"]
-        await runtime.reject(ctx["job_id"], f"{type(e).__name__}: {e}", kind="internal_error")
+        logger.exception("job %s: attempt frame failed", claim.job_id)
+        try:
+            await runtime.reject(claim.job_id, f"{type(e).__name__}: {e}", kind="internal_error")
+        except REDIS_ERRORS:
+            return AttemptResult(Outcome.LOST)
+        return AttemptResult(Outcome.ENDED)
 
 
-async def _run_attempt(ctx: dict[str, Any], payload: object, body: JobBody, queue: str) -> None:
-    runtime: Runtime = ctx["relayq"]
-    job_id: str = ctx["job_id"]
-    number: int = ctx["job_try"]
-    job_context.set({"job_id": job_id, "attempt": number, "queue": queue})
+async def _run_attempt(runtime: Runtime, claim: Claim, job_type: JobType) -> AttemptResult:
     settings = runtime.settings
-    keys = [job_key(job_id), events_key(job_id), cancel_key(job_id)]
-    state = await runtime.scripts.call(
+    job_id = claim.job_id
+    state, number, source, raw = await runtime.scripts.call(
         "start",
-        keys,
-        [
-            str(number),
-            runtime.worker_id,
-            Started(job_id=job_id, attempt=number, worker=runtime.worker_id).model_dump_json(),
-            settings.stream_maxlen,
-            job_id,
-            Cancelled(
-                job_id=job_id, attempt=number, reason="cancelled before start"
-            ).model_dump_json(),
-            settings.stream_ttl_s,
-        ],
+        job_slot_keys(job_id),
+        [claim.token, runtime.worker_id, settings.stream_maxlen, settings.stream_ttl_s, job_id],
     )
     if state != b"run":
-        logger.info("job %s attempt %d not run: %s", job_id, number, state.decode())
-        return
-    if number > settings.max_attempts:
-        await runtime.reject(
-            job_id, f"gave up after {settings.max_attempts} attempts", kind="too_many_attempts"
-        )
-        return
+        logger.info("job %s not run: %s", job_id, state.decode())
+        return AttemptResult(Outcome.ENDED)
+    job_context.set({"job_id": job_id, "attempt": number, "queue": job_type.queue})
 
     publisher = Publisher(
         runtime.redis,
@@ -137,80 +158,92 @@ async def _run_attempt(ctx: dict[str, Any], payload: object, body: JobBody, queu
         maxlen=settings.stream_maxlen,
         ttl_s=settings.stream_ttl_s,
     )
-    metrics = AttemptMetrics(queue)
+    metrics = AttemptMetrics(job_type.queue)
     metrics.observe(Started(job_id=job_id, attempt=number, worker=runtime.worker_id))
-    publisher.observer = metrics.observe
-    attempt = AttemptContext(runtime, job_id, number, _as_text(payload), publisher, metrics)
-    with runtime.track(job_id) as running:
-        try:
-            # our own limit, a little inside arq's job_timeout: arq's would end the job with a
-            # TimeoutError it never retries and no event on the stream
-            async with asyncio.timeout(settings.job_timeout_s - ATTEMPT_TIMEOUT_MARGIN_S):
-                await body(attempt)
-        except TimeoutError:
-            with contextlib.suppress(Fenced):
-                await publisher.finish(
-                    Error(
-                        job_id=job_id,
-                        attempt=number,
-                        error=ErrorInfo(
-                            type="APITimeoutError",
-                            message=f"the attempt ran longer than RELAYQ_JOB_TIMEOUT_S "
-                            f"({settings.job_timeout_s:g} s)",
-                        ),
-                    )
-                )
-            return
-        except asyncio.CancelledError:
-            if not running.cancel_requested:
-                await _hand_back(publisher)
-                raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            with contextlib.suppress(Fenced):
-                await publisher.finish(Cancelled(job_id=job_id, attempt=number))
-            return
-        except Fenced:
-            logger.warning("job %s attempt %d lost the job to another attempt", job_id, number)
-            return
-        except REDIS_ERRORS:
-            raise
-        except Exception as e:
-            logger.exception("job %s attempt %d failed unexpectedly", job_id, number)
-            with contextlib.suppress(Fenced):
-                await publisher.finish(
-                    Error(
-                        job_id=job_id,
-                        attempt=number,
-                        error=ErrorInfo(type="internal_error", message=f"{type(e).__name__}: {e}"),
-                    )
-                )
-            return
-        finally:
-            await publisher.aclose()
-            attempt._spans.close()
+    attempt = AttemptContext(runtime, job_id, number, "", publisher, metrics)
+    publisher.observer = attempt.observe
+    try:
+        with runtime.track(job_id) as running:
+            return await _run_body(attempt, job_type, source.decode(), raw, running)
+    finally:
+        await publisher.aclose()
+        attempt._spans.close()
+
+
+async def _run_body(
+    attempt: AttemptContext, job_type: JobType, source: str, raw: bytes, running: RunningJob
+) -> AttemptResult:
+    settings = attempt.runtime.settings
+    job_id, number = attempt.job_id, attempt.number
+    try:
+        attempt.payload = job_input(source, raw, job_type.function)
+        if number > settings.max_attempts:
+            message = f"gave up after {settings.max_attempts} attempts"
+            return await _end_with_error(attempt, "too_many_attempts", message)
+        async with asyncio.timeout(settings.job_timeout_s):
+            await job_type.body(attempt)
+    except UnreadableJob as e:
+        return await _end_with_error(attempt, "invalid_request", str(e))
+    except TimeoutError:
+        message = f"the attempt ran longer than RELAYQ_JOB_TIMEOUT_S ({settings.job_timeout_s:g} s)"
+        return await _end_with_error(attempt, "APITimeoutError", message)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        if not running.cancel_requested:
+            handed_back = await _hand_back(attempt.publisher)
+            return AttemptResult(Outcome.HANDED_BACK if handed_back else Outcome.LOST)
+        return await _finish(attempt, Cancelled(job_id=job_id, attempt=number))
+    except Fenced:
+        logger.warning("job %s attempt %d lost the job to another attempt", job_id, number)
+        return AttemptResult(Outcome.LOST)
+    except REDIS_ERRORS:
+        raise
+    except Exception as e:
+        logger.exception("job %s attempt %d failed unexpectedly", job_id, number)
+        return await _end_with_error(attempt, "internal_error", f"{type(e).__name__}: {e}")
     if attempt.deferred_by is not None:
-        raise ArqRetry(defer=attempt.deferred_by)
+        return AttemptResult(Outcome.DEFERRED, attempt.deferred_by)
+    if attempt.final_event is None:
+        # a body must end with a terminal event or a retry; this one did not
+        return await _end_with_error(
+            attempt, "internal_error", "the job ended without a final event"
+        )
+    return AttemptResult(Outcome.ENDED)
 
 
-async def _hand_back(publisher: Publisher) -> None:
-    """The worker is shutting down: void this attempt so the next one starts cleanly."""
+async def _end_with_error(attempt: AttemptContext, kind: str, message: str) -> AttemptResult:
+    error = Error(
+        job_id=attempt.job_id, attempt=attempt.number, error=ErrorInfo(type=kind, message=message)
+    )
+    return await _finish(attempt, error)
+
+
+async def _finish(attempt: AttemptContext, event: Event) -> AttemptResult:
+    try:
+        await attempt.publisher.finish(event)
+    except Fenced:
+        # the job ended already (a cancel racing this attempt's own terminal event), or another
+        # attempt owns it: stay silent, and keep the lease only in the second case
+        status, number = await attempt.runtime.redis.hmget(  # type: ignore[misc]
+            job_key(attempt.job_id), ["status", "attempt"]
+        )
+        ended = (
+            status in (b"done", b"error", b"cancelled") and number == str(attempt.number).encode()
+        )
+        return AttemptResult(Outcome.ENDED if ended else Outcome.LOST)
+    return AttemptResult(Outcome.ENDED)
+
+
+async def _hand_back(publisher: Publisher) -> bool:
+    """The worker is shutting down: void this attempt so the next one starts at once. False
+    when Redis did not take the `retry` in time: the next attempt's start voids this one."""
     retry = Retry(job_id=publisher.job_id, attempt=publisher.attempt, reason="shutdown", delay=0)
     finishing = asyncio.ensure_future(publisher.finish(retry))
     try:
-        await asyncio.wait_for(asyncio.shield(finishing), timeout=2.0)
+        await asyncio.wait_for(asyncio.shield(finishing), timeout=HAND_BACK_TIMEOUT_S)
     except BaseException:
-        # Redis is unreachable (or we are cancelled again): the next attempt's start script
-        # voids this one with reason worker_lost instead
         finishing.cancel()
-
-
-def _as_text(payload: object) -> str:
-    match payload:
-        case str():
-            return payload
-        case bytes():
-            return payload.decode("utf-8", errors="replace")
-        case _:
-            return json.dumps(payload)
+        return False
+    return True

@@ -26,18 +26,14 @@ from relayq.schemas.events import (
     Usage,
 )
 from relayq.schemas.jobs import ChatJob, NamedToolChoice, _JobBase
-from relayq.workers.attempts import AttemptContext, run_attempt
+from relayq.workers.attempts import AttemptContext
 from relayq.workers.retry_policy import error_info, retry_delay
 
 logger = logging.getLogger(__name__)
 
 
-async def chat(ctx: dict[str, Any], payload: str) -> None:
-    """arq job function: `payload` is the job's JSON, validated here like any input."""
-    await run_attempt(ctx, payload, _run_chat, queue="chat")
-
-
-async def _run_chat(attempt: AttemptContext) -> None:
+async def chat(attempt: AttemptContext) -> None:
+    """The `chat` job body: one attempt of a ChatJob; its JSON is validated here like any input."""
     job = await attempt.parse(ChatJob)
     if job is None:
         return

@@ -37,7 +37,7 @@ from relayq.schemas.events import (
     Usage,
 )
 from relayq.schemas.jobs import THINKING_EXTRA_KEY, ComputerUseJob
-from relayq.workers.attempts import AttemptContext, run_attempt
+from relayq.workers.attempts import AttemptContext
 from relayq.workers.browser.policy import NetworkPolicy, Violation
 from relayq.workers.chat import chunk_events, deadline_loop_time
 from relayq.workers.retry_policy import error_info, retry_delay
@@ -62,9 +62,9 @@ network policy; when an action reports a blocked address, do not try to reach it
 When the task is done, or cannot be done, stop calling tools and reply with a short summary."""
 
 
-async def computer_use(ctx: dict[str, Any], payload: str) -> None:
-    """arq job function: `payload` is the job's JSON, validated here like any input."""
-    await run_attempt(ctx, payload, _run_computer_use, queue="computer")
+async def computer_use(attempt: AttemptContext) -> None:
+    """The `computer_use` job body; its JSON is validated here like any input."""
+    await _run_computer_use(attempt)
 
 
 @dataclass

@@ -76,7 +76,10 @@ STEP_DURATION = Histogram(
     registry=REGISTRY,
 )
 QUEUE_DEPTH = Gauge(
-    "relayq_queue_depth", "Jobs waiting or running on the queue.", ["queue"], registry=REGISTRY
+    "relayq_queue_depth",
+    "Jobs waiting on the queue (running ones hold leases).",
+    ["queue"],
+    registry=REGISTRY,
 )
 OLDEST_AGE = Gauge(
     "relayq_queue_oldest_job_age_seconds",

@@ -30,7 +30,7 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from relayq import tracing
-from relayq.schemas.constants import cancel_key, events_key, job_key
+from relayq.schemas.constants import job_slot_keys
 from relayq.schemas.events import TERMINAL_TYPES, Event, Retry, Text, TokenUsage
 from relayq.workers.scripts import WorkerScripts
 
@@ -181,7 +181,7 @@ class Publisher:
     ) -> None:
         self._batcher = WriteBatcher.of(redis, scripts)
         self._batcher.streaming += 1
-        self._keys = [job_key(job_id), events_key(job_id), cancel_key(job_id)]
+        self._keys = job_slot_keys(job_id)
         self.job_id = job_id
         self.attempt = attempt
         self.hold_s = hold_s

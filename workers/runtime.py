@@ -1,8 +1,10 @@
 """What the jobs of one worker process share: Redis, scripts, the Anthropic client, running jobs.
 
-A single pub/sub connection delivers cancel requests for every job of the process, and a single
-heartbeat task keeps the arq in-progress lease of each running job short while the process lives,
-so a dead worker's jobs are picked up again within seconds, whatever their timeout.
+A single pub/sub connection delivers cancel requests for every job of the process and the wake-ups
+of its queues (on a cluster, from any one node: classic pub/sub reaches them all; after a
+connection error it subscribes again, elsewhere if need be). A heartbeat task keeps the worker's
+self-description fresh for `relayq status` and samples queue metrics; each queue's worker loop
+renews its own leases (relayq.workers.worker).
 """
 
 from __future__ import annotations
@@ -20,16 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import anthropic
 import httpx2
-from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 
+from relayq.connection import Ack, pubsub
 from relayq.schemas.constants import (
     CANCEL_CHANNEL,
-    cancel_key,
-    events_key,
+    QueueKeys,
+    blobs_key,
     job_key,
-    wake_channel,
+    job_slot_keys,
     worker_key,
 )
 from relayq.schemas.events import Error, ErrorInfo
@@ -59,17 +60,24 @@ class Runtime:
     worker_id: str
     scripts: WorkerScripts
     anthropic_client: anthropic.AsyncAnthropic
+    ack: Ack = field(default_factory=Ack)
+    """What a terminal event needs before the worker releases its job (RELAYQ_REDIS_URL)."""
     running: dict[str, RunningJob] = field(default_factory=dict)
     browser_pool: BrowserPool | None = None
     # cancels that arrived before their job registered here (pub/sub races the start script)
     early_cancels: dict[str, float] = field(default_factory=dict)
     _background: list[asyncio.Task[None]] = field(default_factory=list)
-    _pubsub: PubSub | None = None
+    _queues: list[QueueKeys] = field(default_factory=list)
     _wake_events: dict[str, asyncio.Event] = field(default_factory=dict)
 
     @classmethod
     async def start(
-        cls, redis: Redis, settings: Settings, *, queues: Sequence[str] = ()
+        cls,
+        redis: Redis,
+        settings: Settings,
+        *,
+        queues: Sequence[QueueKeys] = (),
+        ack: Ack | None = None,
     ) -> Runtime:
         runtime = cls(
             redis=redis,
@@ -77,14 +85,17 @@ class Runtime:
             worker_id=f"{socket.gethostname()}:{os.getpid()}:{int(time.time() * 1000) % 100000}",
             scripts=WorkerScripts(redis),
             anthropic_client=anthropic_client(settings),
+            ack=ack or Ack(),
         )
-        runtime._wake_events = {wake_channel(q): asyncio.Event() for q in queues}
-        runtime._pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        await runtime._pubsub.subscribe(*runtime._channels())
+        runtime._queues = list(queues)
+        runtime._wake_events = {q.wake: asyncio.Event() for q in queues}
+        subscribed = asyncio.Event()
         runtime._background = [
-            asyncio.create_task(runtime._listen_for_cancels(), name="relayq:cancels"),
+            asyncio.create_task(runtime._listen(subscribed), name="relayq:pubsub"),
             asyncio.create_task(runtime._heartbeat(), name="relayq:heartbeat"),
         ]
+        # ready only once wake-ups and cancels reach this process
+        await asyncio.wait_for(subscribed.wait(), timeout=30)
         return runtime
 
     async def aclose(self) -> None:
@@ -93,17 +104,15 @@ class Runtime:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         with contextlib.suppress(Exception):
             await self.redis.delete(worker_key(self.worker_id))
         await self.anthropic_client.close()
         if self.browser_pool is not None:
             await self.browser_pool.aclose()
 
-    def wake_event(self, queue: str) -> asyncio.Event:
-        """Set whenever a job is enqueued on `queue`."""
-        return self._wake_events[wake_channel(queue)]
+    def wake_event(self, queue: QueueKeys) -> asyncio.Event:
+        """Set whenever a job becomes due at once on `queue`."""
+        return self._wake_events[queue.wake]
 
     def _channels(self) -> list[str]:
         return [CANCEL_CHANNEL, *self._wake_events]
@@ -138,7 +147,7 @@ class Runtime:
         # until the terminal event shortens it, a blob outlives the longest possible attempt
         ttl = int(self.settings.job_timeout_s) + self.settings.stream_ttl_s
         n: int = await self.scripts.call(
-            "blob", [job_key(job_id)], [str(attempt), data, ttl, job_id]
+            "blob", [job_key(job_id), blobs_key(job_id)], [str(attempt), data, ttl]
         )
         if n < 0:
             raise Fenced(job_id)
@@ -158,7 +167,7 @@ class Runtime:
         )
         await publish_once(
             self.scripts,
-            [job_key(job_id), events_key(job_id), cancel_key(job_id)],
+            job_slot_keys(job_id),
             write_args(
                 attempt=int(attempt),
                 maxlen=self.settings.stream_maxlen,
@@ -170,12 +179,14 @@ class Runtime:
             ),
         )
 
-    def _sample_queues(self, queues: list[str], replies: list[Any]) -> None:
+    def _sample_queues(self, queues: list[QueueKeys], replies: list[Any]) -> None:
         now_ms = time.time() * 1000
         for i, queue in enumerate(queues):
             depth, oldest = replies[2 * i], replies[2 * i + 1]
-            metrics.QUEUE_DEPTH.labels(queue).set(depth)
-            metrics.OLDEST_AGE.labels(queue).set((now_ms - oldest[0][1]) / 1000 if oldest else 0)
+            metrics.QUEUE_DEPTH.labels(queue.name).set(depth)
+            metrics.OLDEST_AGE.labels(queue.name).set(
+                (now_ms - oldest[0][1]) / 1000 if oldest else 0
+            )
         if self.browser_pool is not None:
             metrics.CONTEXTS_LIVE.set(self.browser_pool.contexts_live)
 
@@ -185,27 +196,35 @@ class Runtime:
             self.early_cancels = {k: t for k, t in self.early_cancels.items() if now - t < 60}
         self.early_cancels[job_id] = now
 
-    async def _listen_for_cancels(self) -> None:
-        assert self._pubsub is not None
+    async def _listen(self, subscribed: asyncio.Event) -> None:
+        """Cancel requests and wake-ups, for the life of the process."""
         while True:
+            channel = pubsub(self.redis)
             try:
-                async for message in self._pubsub.listen():
+                await channel.subscribe(*self._channels())
+                if subscribed.is_set():
+                    # wake-ups may have been missed while away: every queue looks again
+                    for wake in self._wake_events.values():
+                        wake.set()
+                subscribed.set()
+                async for message in channel.listen():
                     if message.get("type") != "message":
                         continue
-                    channel = message["channel"].decode()
-                    if channel == CANCEL_CHANNEL:
+                    name = message["channel"].decode()
+                    if name == CANCEL_CHANNEL:
                         job_id = message["data"].decode()
                         if self.request_cancel(job_id):
                             logger.info("cancel requested for running job %s", job_id)
-                    elif (wake := self._wake_events.get(channel)) is not None:
-                        wake.set()
+                    elif (woken := self._wake_events.get(name)) is not None:
+                        woken.set()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.warning("cancel listener lost its connection; resubscribing")
+                logger.warning("pub/sub connection lost; subscribing again")
                 await asyncio.sleep(0.5)
+            finally:
                 with contextlib.suppress(Exception):
-                    await self._pubsub.subscribe(*self._channels())
+                    await channel.aclose()  # type: ignore[no-untyped-call]
 
     def describe(self) -> dict[str, object]:
         """What `relayq status` shows of this worker; refreshed in Redis by the heartbeat."""
@@ -214,7 +233,7 @@ class Runtime:
             "id": self.worker_id,
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "queues": [q.removesuffix(":wake") for q in self._wake_events],
+            "queues": [q.waiting for q in self._queues],
             "running": sorted(self.running),
             "ts": time.time(),
             "browser": None
@@ -228,32 +247,34 @@ class Runtime:
         }
 
     async def _heartbeat(self) -> None:
-        lease_ms = int(self.settings.lease_s * 1000)
         interval = self.settings.lease_s / 3
+        failing = False
         while True:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for job_id in self.running:
-                        pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
                     pipe.set(
                         worker_key(self.worker_id),
                         json.dumps(self.describe()),
                         px=int(interval * 3000),
                     )
-                    queues = (
-                        [q.removesuffix(":wake") for q in self._wake_events]
-                        if metrics.serving()
-                        else []
-                    )
+                    queues = self._queues if metrics.serving() else []
                     for queue in queues:
-                        pipe.zcard(queue)
+                        pipe.zcard(queue.waiting)
                         pipe.zrangebyscore(
-                            queue, "-inf", int(time.time() * 1000), start=0, num=1, withscores=True
+                            queue.waiting,
+                            "-inf",
+                            int(time.time() * 1000),
+                            start=0,
+                            num=1,
+                            withscores=True,
                         )
                     replies = await pipe.execute()
                 self._sample_queues(queues, replies[-2 * len(queues) :] if queues else [])
-            except Exception:
-                logger.warning("heartbeat could not reach redis", exc_info=True)
+                failing = False
+            except Exception as e:
+                if not failing:  # once per outage
+                    logger.warning("heartbeat could not reach redis: %s", e)
+                failing = True
             await asyncio.sleep(interval)
 
 

@@ -1,5 +1,6 @@
-"""The worker's Lua scripts (`relayq.workers.lua`): claim, start, publish and blob, fenced by
-attempt. The producer side's scripts are the contract's (`relayq.contract`)."""
+"""The worker's Lua scripts (`relayq.workers.lua`). On the queue's slot: claim, renew, release
+(leases). On the job's slot: start, publish and blob, fenced by attempt. The producer side's
+scripts are the contract's (`relayq.contract`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from redis.asyncio import Redis
 
 from relayq.contract import Scripts
 
-WORKER_SCRIPTS = ("start", "publish", "blob", "claim")
+WORKER_SCRIPTS = ("claim", "renew", "release", "start", "publish", "blob")
 WORKER_SCRIPTS_FOLDER = files("relayq.workers").joinpath("lua")
 
 

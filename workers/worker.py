@@ -1,219 +1,270 @@
-"""arq workers for relayq's queues, and the process that runs them.
+"""relayq's worker loop: one `QueueWorker` per queue, in the process that `run_workers` runs.
 
-`RelayWorker` is arq's Worker with three changes: it wakes as soon as a job is enqueued (the
-enqueue script publishes on `<queue>:wake`; the poll stays as a fallback), its in-progress lease is
-short and renewed by a heartbeat (see relayq.workers.runtime), and it never uses pickle.
+relayq owns this loop (it was arq's Worker, with overrides of its private methods; arq's
+pipelines and MULTI span hash slots, so it cannot run on Redis Cluster). Per queue:
+
+- claim: while there is room, one claim.lua round trip on the queue's slot takes jobs whose
+  lease ran out (their worker is gone) and then due waiting jobs, however many at once;
+- run: each claimed job runs one attempt (relayq.workers.attempts) in a task of its own;
+- release: the attempt's outcome decides the lease: ended (the job has its terminal event,
+  confirmed on a replica when RELAYQ_REDIS_URL asks for it), requeued after the retry's delay,
+  requeued at once (a shutdown), or left to run out (the attempt lost the job);
+- renew: a task renews the leases this worker holds every lease/3;
+- wake: enqueue publishes on the queue's wake channel, a finished attempt frees room, a retry's
+  delay is timed here; the poll is only the fallback;
+- stop: the first SIGTERM/SIGINT stops claiming and lets running attempts finish for
+  RELAYQ_SHUTDOWN_GRACE_S, then cancels them once: each hands its job back (bounded); a second
+  signal ends the grace at once, and never cuts a hand-back short.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from arq import Worker
-from arq.connections import RedisSettings, create_pool
-from arq.utils import timestamp_ms
-from arq.worker import Function, func
-from redis.exceptions import WatchError
-
-from relayq.connection import REDIS_ERRORS, connect, retry_policy
+from relayq.connection import connect, parse_redis_url, replicated
 from relayq.schemas.constants import (
-    CHAT_FUNCTION,
-    CHAT_QUEUE,
-    COMPUTER_FUNCTION,
-    QUEUES,
+    FUNCTION_OF_QUEUE,
+    QUEUE_KEYS,
+    QueueKeys,
+    job_key,
 )
 from relayq.schemas.settings import Settings
-from relayq.workers.chat import chat
+from relayq.workers.attempts import (
+    HAND_BACK_TIMEOUT_S,
+    AttemptResult,
+    JobBody,
+    JobType,
+    Outcome,
+    run_attempt,
+)
+from relayq.workers.leases import Claim, QueueLeases
 from relayq.workers.runtime import Runtime
-from relayq.workers.scripts import WorkerScripts
 
 logger = logging.getLogger(__name__)
 
-# Idle workers are woken by the enqueue script; the poll only catches deferred retries and
-# producers that skip the wake, so it can be slower than arq's 0.5 s.
+# Idle workers are woken by the enqueue script; the poll only catches producers that skip the
+# wake-up and jobs whose lease ran out.
 POLL_DELAY_S = 1.0
-
-# relayq decides retries itself (workers.retry_policy); arq's own cap must never fire first.
-UNLIMITED_TRIES = 1_000_000
-
-
-def arq_redis_settings(url: str) -> RedisSettings:
-    settings = RedisSettings.from_dsn(url)
-    settings.retry = retry_policy()
-    settings.retry_on_error = list(REDIS_ERRORS)
-    settings.conn_retries = 30
-    return settings
+# after a Redis error, the claim loop tries again after this long (Redis' own retries come first)
+PAUSE_AFTER_ERROR_S = 0.5
+TERMINAL = (b"done", b"error", b"cancelled")
 
 
-def json_serializer(data: dict[str, Any]) -> bytes:
-    # arq also serializes failure results (exceptions); relayq keeps none, so a repr will do
-    return json.dumps(data, separators=(",", ":"), default=repr).encode()
-
-
-def json_deserializer(raw: bytes) -> Any:
-    return json.loads(raw)
-
-
-def queue_functions(queue: str, settings: Settings) -> list[Function]:
+def job_type(queue: str) -> JobType:
+    """What `queue` runs. Playwright (the `browser` extra) loads only for the computer queue."""
+    body: JobBody
     match queue:
         case "chat":
-            return [
-                func(
-                    chat,
-                    name=CHAT_FUNCTION,
-                    timeout=settings.job_timeout_s,
-                    max_tries=UNLIMITED_TRIES,
-                    keep_result=0,
-                )
-            ]
+            from relayq.workers.chat import chat
+
+            body = chat
         case "computer":
-            # Playwright (the `browser` extra) loads only in workers that serve this queue
             from relayq.workers.computer import computer_use
 
-            return [
-                func(
-                    computer_use,
-                    name=COMPUTER_FUNCTION,
-                    timeout=settings.job_timeout_s,
-                    max_tries=UNLIMITED_TRIES,
-                    keep_result=0,
-                )
-            ]
+            body = computer_use
         case _:
-            raise ValueError(f"unknown queue {queue!r}; expected one of {sorted(QUEUES)}")
+            raise ValueError(f"unknown queue {queue!r}; expected one of {sorted(QUEUE_KEYS)}")
+    return JobType(queue, FUNCTION_OF_QUEUE[queue], body)
 
 
-class RelayWorker(Worker):
-    _scripts: WorkerScripts
+@dataclass
+class _Running:
+    claim: Claim
+    task: asyncio.Task[None]
 
-    def __init__(self, *args: Any, wake: asyncio.Event, lease_s: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.in_progress_timeout_s = lease_s
-        self._wake = wake
-        self._stopping = False
 
-    async def main(self) -> None:
-        if self._pool is None:
-            self._pool = await create_pool(
-                self.redis_settings,
-                job_deserializer=self.job_deserializer,
-                job_serializer=self.job_serializer,
-                default_queue_name=self.queue_name,
-                expires_extra_ms=self.expires_extra_ms,
-            )
-        self._scripts = WorkerScripts(self.pool)
-        logger.info("worker for queue %s started", self.queue_name)
-        self.ctx["redis"] = self.pool
-        if self.on_startup:
-            await self.on_startup(self.ctx)
-        while True:
-            self._wake.clear()
-            started = self.loop.time()
-            try:
-                await self._poll_iteration()
-            except (*REDIS_ERRORS, WatchError):
-                logger.warning("queue %s: redis unavailable; retrying", self.queue_name)
-                await asyncio.sleep(min(1.0, self.poll_delay_s))
-                continue
-            if self.burst:
-                if 0 <= self.max_burst_jobs <= self._jobs_started():
-                    await asyncio.gather(*self.tasks.values())
-                    return
-                if await self.pool.zcard(self.queue_name) == 0:
-                    await asyncio.gather(*self.tasks.values())
-                    return
-            # as arq does: the poll period includes the iteration's own time
-            remaining = self.poll_delay_s - (self.loop.time() - started)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(remaining, 0.0))
-
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """Claims the due jobs it has room for in one round trip (claim.lua), then runs them.
-
-        arq claims one job at a time with WATCH/EXISTS/ZSCORE/MULTI; with hundreds of jobs
-        arriving together the last one would start seconds after the first."""
-        room = self.max_jobs - self.job_counter
-        # a running job stays at the head of the queue until it ends: skip our own here, and
-        # let the script skip those running elsewhere while it fills the room we have
-        candidates = [i for i in (j.decode() for j in job_ids) if i not in self.tasks]
-        if room <= 0 or not candidates:
-            return
-        reply = await self._scripts.call(
-            "claim",
-            [self.queue_name],
-            [int(self.in_progress_timeout_s * 1000), timestamp_ms(), room, *candidates],
+class QueueWorker:
+    def __init__(
+        self,
+        runtime: Runtime,
+        job: JobType,
+        *,
+        max_jobs: int,
+        poll_delay: float = POLL_DELAY_S,
+        burst: bool = False,
+    ) -> None:
+        self.runtime = runtime
+        self.job = job
+        self.queue: QueueKeys = QUEUE_KEYS[job.queue]
+        self.max_jobs = max_jobs
+        self.poll_delay = poll_delay
+        self.burst = burst
+        self.leases = QueueLeases(
+            runtime.scripts,
+            self.queue,
+            worker_id=runtime.worker_id,
+            lease_s=runtime.settings.lease_s,
         )
-        for raw_id, raw_score in zip(reply[::2], reply[1::2], strict=True):
-            await self.sem.acquire()
-            self.job_counter += 1
-            job_id = raw_id.decode()
-            task = self.loop.create_task(self.run_job(job_id, int(float(raw_score))))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job_id] = task
+        self.running: dict[str, _Running] = {}
+        self._wake = runtime.wake_event(self.queue)
+        self._stopping = asyncio.Event()
+        self._grace_over = asyncio.Event()
+        self._redis_down = False
 
-    def handle_sig(self, signum: signal.Signals) -> None:
-        """Cancels the running attempts once; they hand their jobs back (bounded, see
-        workers.attempts). Later calls (a second SIGTERM, or arq's `close()`, which signals
-        again when it does not own the handlers) only stop the worker: cancelling again would
-        cut the hand-back short and leave the job to the slower `worker_lost` recovery."""
-        if self._stopping:
-            if self.main_task is not None:
-                self.main_task.cancel()
-            return
-        self._stopping = True
-        super().handle_sig(signum)
-
-    def _release_sem_dec_counter_on_complete(self) -> None:
-        super()._release_sem_dec_counter_on_complete()
+    def request_stop(self) -> None:
+        """First call: stop claiming, finish within the grace. Later calls: end the grace now."""
+        if self._stopping.is_set():
+            self._grace_over.set()
+        self._stopping.set()
         self._wake.set()
 
-    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        """arq gave up on a job before our function saw it (missing or unreadable envelope,
-        unknown function): say so on the job's stream rather than drop it silently."""
-        await super().finish_failed_job(job_id, result_data)
-        runtime: Runtime = self.ctx["relayq"]
-        await runtime.reject(
-            job_id,
-            "the queued job could not be read: its arq envelope is missing, is not JSON, "
-            "or names an unknown function",
+    async def run(self) -> None:
+        logger.info("worker for queue %s started", self.queue.waiting)
+        renewing = asyncio.create_task(self._renew_leases(), name=f"leases:{self.job.queue}")
+        try:
+            await self._claim_until_stopped()
+            await self._stop_running()
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
+    async def _claim_until_stopped(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            room = self.max_jobs - len(self.running)
+            claims: list[Claim] = []
+            if room > 0:
+                try:
+                    claims = await self.leases.claim(room, self.running)
+                except Exception as e:  # never a dead worker: Redis or not, try again
+                    self._note_redis_down(e)
+                    await self._sleep(PAUSE_AFTER_ERROR_S)
+                    continue
+                self._note_redis_up()
+                for claim in claims:
+                    self._start(claim)
+            if len(claims) == room > 0:
+                continue  # full: more may be due
+            if self.burst and not self.running and await self._queue_is_empty():
+                return
+            await self._sleep(self.poll_delay)
+
+    def _start(self, claim: Claim) -> None:
+        if claim.reclaimed:
+            logger.info("job %s: its lease ran out; taking it over", claim.job_id)
+        task = asyncio.create_task(self._attempt(claim), name=f"job:{claim.job_id}")
+        self.running[claim.job_id] = _Running(claim, task)
+
+    async def _attempt(self, claim: Claim) -> None:
+        try:
+            try:
+                result = await run_attempt(self.runtime, claim, self.job)
+            except asyncio.CancelledError:
+                # cancelled (by a shutdown) before the attempt began: its lease runs out
+                result = AttemptResult(Outcome.LOST)
+            await self._release(claim, result)
+        except Exception as e:
+            logger.warning("job %s: could not release its lease (%s); it runs out", claim.job_id, e)
+        finally:
+            del self.running[claim.job_id]
+            self._wake.set()
+
+    async def _release(self, claim: Claim, result: AttemptResult) -> None:
+        match result.outcome:
+            case Outcome.ENDED:
+                if await self._ended_durably(claim.job_id):
+                    await self.leases.ack(claim)
+            case Outcome.DEFERRED:
+                await self.leases.requeue(claim, result.delay_s)
+                asyncio.get_running_loop().call_later(result.delay_s, self._wake.set)
+            case Outcome.HANDED_BACK:
+                # bounded: a stopping worker does not wait out a Redis outage
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.leases.requeue(claim, 0), HAND_BACK_TIMEOUT_S)
+            case Outcome.LOST:
+                pass
+
+    async def _ended_durably(self, job_id: str) -> bool:
+        """True once the job's terminal event is on its slot's primary and, when the URL asks
+        for it, on `ack.replicas` replicas. False when the primary has no terminal event (a
+        failover lost it): the lease then runs out and another attempt ends the job."""
+        ack = self.runtime.ack
+        if not ack.required:
+            return True
+        key = job_key(job_id)
+        (status,), acked = await replicated(self.runtime.redis, key, [("HGET", key, "status")], ack)
+        if status not in TERMINAL:
+            logger.warning("job %s: its terminal event is gone (a failover?); re-running", job_id)
+            return False
+        if acked < ack.replicas:
+            # no replica answered in time (a shard left without one): release all the same
+            logger.warning(
+                "job %s ended, confirmed on %d of %d replica(s)", job_id, acked, ack.replicas
+            )
+        return True
+
+    async def _renew_leases(self) -> None:
+        interval = self.runtime.settings.lease_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                lost = await self.leases.renew(r.claim for r in list(self.running.values()))
+            except Exception as e:  # a renewal that stopped would lose every running job
+                self._note_redis_down(e)
+                continue
+            for job_id in lost:
+                logger.warning("job %s: another worker took its lease over", job_id)
+
+    async def _stop_running(self) -> None:
+        if not self.running:
+            return
+        grace = self.runtime.settings.shutdown_grace_s
+        logger.info(
+            "queue %s: stopping; %d job(s) running, %.0f s to finish",
+            self.queue.waiting,
+            len(self.running),
+            grace,
         )
+        tasks = [r.task for r in self.running.values()]
+        grace_over = asyncio.create_task(self._grace_over.wait())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_all_or(tasks, grace_over), grace)
+        grace_over.cancel()
+        remaining = [t for t in tasks if not t.done()]
+        for task in remaining:
+            task.cancel()  # once: each attempt hands its job back, within its own bound
+        if remaining:
+            await asyncio.wait(remaining, timeout=2 * HAND_BACK_TIMEOUT_S + 1)
+
+    async def _queue_is_empty(self) -> bool:
+        redis = self.runtime.redis
+        waiting, leased = await asyncio.gather(
+            redis.zcard(self.queue.waiting), redis.zcard(self.queue.leases)
+        )
+        return int(waiting) + int(leased) == 0
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _note_redis_down(self, e: Exception) -> None:
+        if not self._redis_down:
+            logger.warning(
+                "queue %s: redis unavailable (%s: %s); retrying",
+                self.queue.waiting,
+                type(e).__name__,
+                e,
+            )
+        self._redis_down = True
+
+    def _note_redis_up(self) -> None:
+        if self._redis_down:
+            logger.warning("queue %s: redis is back", self.queue.waiting)
+        self._redis_down = False
 
 
-def build_worker(
-    queue: str,
-    runtime: Runtime,
-    wake: asyncio.Event,
-    *,
-    settings: Settings,
-    redis_url: str,
-    burst: bool = False,
-    max_jobs: int | None = None,
-    poll_delay: float = POLL_DELAY_S,
-) -> RelayWorker:
-    return RelayWorker(
-        functions=queue_functions(queue, settings),
-        queue_name=QUEUES[queue],
-        redis_settings=arq_redis_settings(redis_url),
-        job_serializer=json_serializer,
-        job_deserializer=json_deserializer,
-        max_jobs=max_jobs
-        or (settings.computer_max_jobs if queue == "computer" else settings.max_jobs),
-        keep_result=0,
-        poll_delay=poll_delay,
-        burst=burst,
-        handle_signals=False,
-        job_completion_wait=int(settings.shutdown_grace_s),
-        allow_abort_jobs=False,
-        ctx={"relayq": runtime},
-        wake=wake,
-        lease_s=settings.lease_s,
-    )
+async def _all_or(tasks: list[asyncio.Task[None]], stop: asyncio.Task[bool]) -> None:
+    """Returns when every task is done, or when `stop` is."""
+    pending: set[asyncio.Task[Any]] = {*tasks, stop}
+    while not stop.done() and any(not t.done() for t in tasks):
+        _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
 
 
 async def run_workers(
@@ -227,68 +278,53 @@ async def run_workers(
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Runs one worker per queue until SIGTERM/SIGINT (or, with `burst`, until they are empty)."""
+    jobs = [job_type(q) for q in queues]  # an unknown queue name fails here, before anything
     redis = connect(redis_url)
-    for q in queues:
-        queue_functions(q, settings)  # an unknown queue name fails here, before anything starts
-    runtime = await Runtime.start(redis, settings, queues=[QUEUES[q] for q in queues])
+    runtime = await Runtime.start(
+        redis,
+        settings,
+        queues=[QUEUE_KEYS[j.queue] for j in jobs],
+        ack=parse_redis_url(redis_url).ack,
+    )
     if "computer" in queues:
         from relayq.workers.browser.pool import BrowserPool
 
         runtime.browser_pool = BrowserPool(size=settings.browser_pool_size)
         await runtime.browser_pool.start()
     workers = [
-        build_worker(
-            q,
+        QueueWorker(
             runtime,
-            runtime.wake_event(QUEUES[q]),
-            settings=settings,
-            redis_url=redis_url,
-            burst=burst,
-            max_jobs=max_jobs,
+            job,
+            max_jobs=max_jobs
+            or (settings.computer_max_jobs if job.queue == "computer" else settings.max_jobs),
             poll_delay=poll_delay,
+            burst=burst,
         )
-        for q in queues
+        for job in jobs
     ]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _graceful_stop, workers, sig)
+        loop.add_signal_handler(sig, _stop_all, workers)
     if on_ready is not None:
         on_ready()
     try:
-        # a signal ends each worker by cancelling its main task: that is a normal exit
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*(w.async_run() for w in workers))
+        await asyncio.gather(*(w.run() for w in workers))
     finally:
-        for w in workers:
-            await w.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         await runtime.aclose()
         await redis.aclose()
 
 
-def _graceful_stop(workers: list[RelayWorker], sig: signal.Signals) -> None:
+def _stop_all(workers: list[QueueWorker]) -> None:
     for w in workers:
-        if w._job_completion_wait:
-            w.handle_sig_wait_for_completion(sig)
-        else:
-            w.handle_sig(sig)
+        w.request_stop()
 
 
-class WorkerSettings:
-    """For `arq relayq.workers.worker.WorkerSettings`: the chat queue with JSON, as relayq
-    runs it."""
-
-    functions = queue_functions("chat", Settings())
-    queue_name = CHAT_QUEUE
-    job_serializer = staticmethod(json_serializer)
-    job_deserializer = staticmethod(json_deserializer)
-    keep_result = 0
-    allow_abort_jobs = False
-    redis_settings = RedisSettings.from_dsn(Settings().redis_url or "redis://localhost:6379")
-
-    @staticmethod
-    async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx["relayq"] = await Runtime.start(ctx["redis"], Settings(), queues=[CHAT_QUEUE])
-
-    @staticmethod
-    async def on_shutdown(ctx: dict[str, Any]) -> None:
-        await ctx["relayq"].aclose()
+def __getattr__(name: str) -> object:
+    if name == "WorkerSettings":
+        raise ImportError(
+            "relayq no longer runs under arq's CLI: it runs its own worker loop (Redis Cluster "
+            "ready, leased, fenced). Start a worker with `relayq worker --queues chat`."
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

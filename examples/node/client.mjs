@@ -9,37 +9,118 @@
 
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+
+import { createClient, createCluster } from "redis";
 
 export const TERMINAL = new Set(["done", "error", "cancelled"]);
-export const QUEUES = { chat: "relayq:queue:chat", computer_use: "relayq:queue:computer" };
+// a queue's keys share the hash tag {<queue>}, a job's keys the hash tag {<job id>} (CONTRACT.md)
+export const QUEUES = {
+  chat: { waiting: "relayq:queue:{chat}", leases: "relayq:queue:{chat}:leases",
+    wake: "relayq:queue:{chat}:wake" },
+  computer_use: { waiting: "relayq:queue:{computer}", leases: "relayq:queue:{computer}:leases",
+    wake: "relayq:queue:{computer}:wake" },
+};
 export const JOBS_INDEX = "relayq:jobs";
 export const DEFAULT_MODEL = "claude-sonnet-4-6";
+export const QUEUED_TTL_S = 24 * 3600;
 
 export const jobKey = (id) => `relayq:{${id}}:job`;
 export const eventsKey = (id) => `relayq:{${id}}:events`;
+export const envelopeKey = (id) => `relayq:{${id}}:envelope`;
+export const barrierKey = (tag) => `relayq:{${tag}}:barrier`;
+export const tenantJobsKey = (tenant) => `relayq:tenant:{t:${tenant}}:jobs`;
 export const newJobId = () => `job_${randomBytes(12).toString("hex")}`;
 /** The id a tenant's job has in Redis (CONTRACT.md, HTTP): the gateway shows the tenant `id`. */
 export const storedId = (tenant, id) => (tenant ? `${tenant}::${id}` : id);
 
+// ------------------------------------------------------------------ Redis: connect
+
+/**
+ * A node-redis client for a relayq URL: redis://, rediss://, redis+cluster://h:p,h:p,... (a
+ * Redis Cluster) or redis+sentinel://h:p,h:p,.../service (a primary found through Sentinel).
+ * Query options relayq reads: ack_replicas (default 1 on cluster and sentinel), ack_timeout_ms.
+ * Returns {redis, ackReplicas, ackTimeoutMs}; call redis.connect() yourself.
+ */
+export function connectRelayq(url) {
+  const [scheme, rest] = url.split("://");
+  const [base, query = ""] = rest.split("?");
+  const params = new URLSearchParams(query);
+  const tls = scheme.startsWith("rediss");
+  const plain = tls ? "rediss" : "redis";
+  const replicated = scheme.endsWith("+cluster") || scheme.endsWith("+sentinel");
+  const ackReplicas = Number(params.get("ack_replicas") ?? (replicated ? 1 : 0));
+  const ackTimeoutMs = Number(params.get("ack_timeout_ms") ?? 1000);
+  params.delete("ack_replicas");
+  params.delete("ack_timeout_ms");
+  const at = base.lastIndexOf("@");
+  const auth = at >= 0 ? base.slice(0, at + 1) : "";
+  const [hosts, ...path] = (at >= 0 ? base.slice(at + 1) : base).split("/");
+  let redis;
+  if (scheme.endsWith("+cluster")) {
+    redis = createCluster({
+      rootNodes: hosts.split(",").map((h) => ({ url: `${plain}://${auth}${h}` })),
+    });
+  } else if (scheme.endsWith("+sentinel")) {
+    throw new Error("redis+sentinel:// : ask your sentinels for the primary " +
+      "(SENTINEL GET-MASTER-ADDR-BY-NAME) and connect with redis://");
+  } else {
+    const q = params.toString();
+    redis = createClient({ url: `${scheme}://${base}${q ? `?${q}` : ""}` });
+  }
+  return { redis, ackReplicas, ackTimeoutMs };
+}
+
+const isCluster = (redis) => Array.isArray(redis.masters);
+
+/**
+ * Runs `commands` on the primary of `slotKey`'s slot, in one pipeline on one connection,
+ * followed (when ackReplicas > 0) by a barrier write and WAIT: returns [replies, replicas that
+ * hold them]. One connection matters: WAIT counts replicas of this connection's last write.
+ */
+export async function replicated(redis, slotKey, commands, { ackReplicas = 0, ackTimeoutMs = 1000 } = {}) {
+  const tag = slotKey.slice(slotKey.indexOf("{") + 1, slotKey.indexOf("}"));
+  const all = [...commands];
+  if (ackReplicas > 0) {
+    all.push(["SET", barrierKey(tag), "1", "PX", "60000"], ["WAIT", String(ackReplicas), String(ackTimeoutMs)]);
+  }
+  const multi = isCluster(redis) ? redis.multi(slotKey) : redis.multi();
+  for (const args of all) {
+    if (isCluster(redis)) multi.addCommand(slotKey, false, args);
+    else multi.addCommand(args);
+  }
+  const replies = await multi.execAsPipeline();
+  return [replies.slice(0, commands.length), ackReplicas > 0 ? Number(replies.at(-1)) : 0];
+}
+
 // ------------------------------------------------------------------ Redis: enqueue with Lua
+
+export class NotReplicated extends Error {}
 
 export class RedisProducer {
   /**
-   * @param {import("redis").RedisClientType} redis a connected client
-   * @param {{enqueueLua: string, maxlen?: number, arqTtlMs?: number}} options
-   *   enqueueLua: the path of enqueue.lua (shipped with relayq: relayq/contract/enqueue.lua)
+   * @param redis a connected node-redis client or cluster (see connectRelayq)
+   * @param {{contractDir?: string, enqueueLua?: string, maxlen?: number, ackReplicas?: number,
+   *   ackTimeoutMs?: number}} options
+   *   contractDir: the folder of enqueue.lua and admit.lua (shipped with relayq:
+   *   relayq/contract); enqueueLua, the path of enqueue.lua, also names that folder
    */
-  constructor(redis, { enqueueLua, maxlen = 100000, arqTtlMs = 24 * 3600 * 1000 }) {
+  constructor(redis, { contractDir, enqueueLua, maxlen = 100000, ackReplicas = 0, ackTimeoutMs = 1000 }) {
+    const dir = contractDir ?? dirname(enqueueLua);
     this.redis = redis;
-    this.source = readFileSync(enqueueLua, "utf8");
+    this.scripts = {
+      enqueue: readFileSync(join(dir, "enqueue.lua"), "utf8"),
+      admit: readFileSync(join(dir, "admit.lua"), "utf8"),
+    };
     this.maxlen = maxlen;
-    this.arqTtlMs = arqTtlMs;
-    this.sha = null;
+    this.ack = { ackReplicas, ackTimeoutMs };
   }
 
   /**
    * Enqueues `job` (the job JSON of CONTRACT.md) for `tenant`; returns {id, storedId, created,
-   * status}: `id` as the tenant knows it (the gateway's), `storedId` its id in Redis.
+   * status}: `id` as the tenant knows it (the gateway's), `storedId` its id in Redis. Two steps,
+   * each idempotent: the job on its slot, then its entry on the queue's slot. Submitting the
+   * same id again completes a submission cut short between them and never runs a job twice.
    */
   async enqueue(job, { tenant = "" } = {}) {
     const kind = job.kind ?? "chat";
@@ -47,18 +128,31 @@ export class RedisProducer {
     const body = { v: 1, kind, model: DEFAULT_MODEL, ...job, id: storedId(tenant, id) };
     const queue = QUEUES[kind];
     if (!queue) throw new Error(`unknown job kind ${kind}`);
-    const keys = [jobKey(body.id), eventsKey(body.id), `arq:job:${body.id}`, queue, JOBS_INDEX];
-    const args = [body.id, JSON.stringify(body), kind, kind, body.model, String(this.maxlen),
-      String(this.arqTtlMs), tenant];
-    if (this.sha === null) this.sha = await this.redis.scriptLoad(this.source);
-    let reply;
-    try {
-      reply = await this.redis.evalSha(this.sha, { keys, arguments: args });
-    } catch (e) {
-      if (!String(e.message).includes("NOSCRIPT")) throw e;
-      reply = await this.redis.eval(this.source, { keys, arguments: args });
+    const [[reply]] = await this.#durably(jobKey(body.id), "enqueue",
+      [jobKey(body.id), eventsKey(body.id)],
+      [body.id, JSON.stringify(body), kind, body.model, String(this.maxlen), queue.waiting, tenant,
+        String(QUEUED_TTL_S)]);
+    const status = String(reply[1]);
+    if (!TERMINAL.has(status)) {
+      await this.#durably(queue.waiting, "admit", [queue.waiting, queue.leases], [body.id, queue.wake]);
+      // the recent-jobs indexes (for listings): the shared one and the tenant's, each its own slot
+      for (const index of [JOBS_INDEX, tenantJobsKey(tenant)]) {
+        await this.redis.zAdd(index, { score: Date.now(), value: body.id }, { NX: true });
+      }
     }
-    return { id, storedId: body.id, created: Number(reply[0]) === 1, status: String(reply[1]) };
+    return { id, storedId: body.id, created: Number(reply[0]) === 1, status };
+  }
+
+  async #durably(slotKey, script, keys, args) {
+    // EVAL sends the source each time: on a cluster, SCRIPT LOAD would have to reach every
+    // primary (and again after each failover) for EVALSHA to be safe
+    const command = ["EVAL", this.scripts[script], String(keys.length), ...keys, ...args];
+    const [replies, acked] = await replicated(this.redis, slotKey, [command], this.ack);
+    if (acked < this.ack.ackReplicas) {
+      throw new NotReplicated(`${acked} of ${this.ack.ackReplicas} replica(s) confirmed ` +
+        `${script} in time; submit the same job again (safe)`);
+    }
+    return [replies, acked];
   }
 }
 
@@ -73,7 +167,7 @@ export async function* xreadEvents(redis, jobId, { after = "0", blockMs = 5000 }
   for (;;) {
     const reply = await redis.xRead({ key: eventsKey(jobId), id: last }, { BLOCK: blockMs, COUNT: 500 });
     if (!reply || reply.length === 0) {
-      if (!(await redis.exists([eventsKey(jobId), jobKey(jobId)]))) return; // expired or unknown
+      if (!(await redis.exists([eventsKey(jobId), jobKey(jobId), envelopeKey(jobId)]))) return; // expired or unknown
       continue;
     }
     for (const stream of reply) {

@@ -1,7 +1,8 @@
 """The Lua scripts of the wire contract (CONTRACT.md), and the loader every Redis client uses.
 
-`enqueue.lua` and `cancel.lua` here are what producers in any language run (`SCRIPT LOAD` once,
-then `EVALSHA`); the worker's own scripts live in `relayq.workers.lua`.
+`enqueue.lua` (on the job's slot), `admit.lua` (on the queue's slot) and `cancel.lua` here are
+what producers in any language run (`SCRIPT LOAD` once, then `EVALSHA`); each touches the keys of
+one Redis Cluster slot. The worker's own scripts live in `relayq.workers.lua`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
-CONTRACT_SCRIPTS = ("enqueue", "cancel")
+CONTRACT_SCRIPTS = ("enqueue", "admit", "cancel")
 
 
 def script_source(name: str, folder: Traversable | None = None) -> str:
@@ -30,6 +32,7 @@ class Scripts:
         names: Sequence[str] = CONTRACT_SCRIPTS,
         folder: Traversable | None = None,
     ) -> None:
+        self._redis = redis
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(script_source(name, folder)) for name in names
         }
@@ -37,4 +40,16 @@ class Scripts:
     async def call(
         self, name: str, keys: Sequence[str], args: Sequence[str | int | float | bytes]
     ) -> Any:
-        return await self._scripts[name](keys=keys, args=args)
+        script = self._scripts[name]
+        try:
+            return await script(keys=keys, args=args)
+        except NoScriptError:
+            # loaded, and still unknown: after a failover the slot's new primary may not have
+            # seen the load; the source itself always runs
+            source = script.script
+            return await self._redis.execute_command(  # type: ignore[no-untyped-call]
+                "EVAL", source, len(keys), *keys, *args
+            )
+
+    def __getitem__(self, name: str) -> AsyncScript:
+        return self._scripts[name]

@@ -73,8 +73,7 @@ def create_app(settings: Settings, *, redis_url: str) -> FastAPI:
         finally:
             state.hub = state.client = state.pool = state.limits = state.summaries = None
             await hub.aclose()
-            await pool.aclose()
-            await pool.connection_pool.disconnect()
+            await pool.aclose()  # and its connections (connect() gives the pool to the client)
 
     app = FastAPI(
         title="relayq gateway",

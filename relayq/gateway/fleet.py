@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from relayq.fleet import queue_depth
 from relayq.gateway.auth import Authenticated
 from relayq.gateway.state import state_of
 from relayq.schemas.constants import QUEUES, WORKERS_PATTERN, job_key
@@ -89,23 +90,17 @@ async def fleet(request: Request, caller: Authenticated) -> Fleet:
                 browser_contexts=browser.get("contexts_live") if browser else None,
             )
         )
-    pipe = pool.pipeline(transaction=False)
-    for key in QUEUES.values():
-        pipe.zcard(key)
-        pipe.zrangebyscore(key, "-inf", int(now * 1000), start=0, num=1, withscores=True)
-    replies = await pipe.execute()
     queues, warnings = [], []
-    for n, (name, key) in enumerate(QUEUES.items()):
-        depth, due = replies[2 * n], replies[2 * n + 1]
-        in_queue = sum(1 for _, queue in owners.values() if queue == key)
+    for name in QUEUES:
+        depth = await queue_depth(pool, name)
         serving = sum(1 for w in workers if name in w.queues)
-        waiting = max(depth - in_queue, 0)
+        waiting = depth.waiting + depth.delayed
         queues.append(
             QueueView(
                 name=name,
                 waiting=waiting,
-                running=in_queue,
-                oldest_wait_s=round(max(now - due[0][1] / 1000, 0.0), 1) if due and waiting else 0,
+                running=depth.running,
+                oldest_wait_s=round(depth.oldest_wait_s, 1),
                 workers=serving,
             )
         )

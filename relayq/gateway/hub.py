@@ -42,7 +42,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from relayq.connection import REDIS_ERRORS
+from relayq.connection import REDIS_ERRORS, connect, is_cluster
 from relayq.schemas.constants import EVENT_FIELD, events_key, gateway_wake_key, job_key
 from relayq.schemas.events import TERMINAL_TYPES
 
@@ -142,10 +142,9 @@ class _Reader:
     def __init__(self, hub: StreamHub, index: int) -> None:
         self.hub = hub
         self.index = index
-        self.redis: Redis = Redis.from_url(
+        self.redis: Redis = connect(
             hub.redis_url,
             single_connection_client=True,
-            socket_keepalive=True,
             client_name=f"{hub.client_name}-reader",
         )
         self.jobs: dict[str, _Followed] = {}
@@ -267,7 +266,11 @@ class StreamHub:
         self.client_name = client_name
         self.instance = secrets.token_hex(6)
         self._on_read_cb = on_read
-        self._readers = [_Reader(self, i) for i in range(readers)]
+        # on a cluster every job's stream has a slot of its own and no multi-key XREAD can
+        # span them: each follower then reads its job's stream itself (see _tail)
+        self._direct = is_cluster(pool)
+        self._readers = [] if self._direct else [_Reader(self, i) for i in range(readers)]
+        self._tails = 0
         self._background: set[asyncio.Task[None]] = set()
         self.subscribers = 0
 
@@ -295,7 +298,7 @@ class StreamHub:
 
     @property
     def followed_jobs(self) -> int:
-        return sum(len(r.jobs) for r in self._readers)
+        return self._tails + sum(len(r.jobs) for r in self._readers)
 
     def _reader_of(self, job_id: str) -> _Reader:
         return self._readers[zlib.crc32(job_id.encode()) % len(self._readers)]
@@ -336,6 +339,14 @@ class StreamHub:
         when the job's keys are gone (expired or never existed) while waiting.
         """
         seen = parse_stream_id(after)
+        if self._direct:
+            self.subscribers += 1
+            try:
+                async for entry in self._tail(job_id, seen, idle_s):
+                    yield entry
+            finally:
+                self.subscribers -= 1
+            return
         reader = self._reader_of(job_id)
         self.subscribers += 1
         try:
@@ -379,3 +390,36 @@ class StreamHub:
                     reader.leave(sub)
         finally:
             self.subscribers -= 1
+
+    async def _tail(
+        self, job_id: str, seen: StreamPos, idle_s: float
+    ) -> AsyncIterator[Entry | None]:
+        """One follower's own blocking XREAD of its job's stream (a pool connection while it
+        waits): the hub's way on Redis Cluster."""
+        key = events_key(job_id)
+        self._tails += 1
+        try:
+            while True:
+                try:
+                    reply = await self.pool.xread(
+                        {key: format_stream_id(seen)}, count=self.count, block=int(idle_s * 1000)
+                    )
+                    if not reply:
+                        exists = ("EXISTS", key, job_key(job_id))  # one slot, one command
+                        if not await self.pool.execute_command(*exists):  # type: ignore[no-untyped-call]
+                            return
+                except REDIS_ERRORS as e:
+                    raise StreamUnavailable(job_id) from e
+                if not reply:
+                    yield None
+                    continue
+                received = time.time()
+                for raw_id, fields in reply[0][1]:
+                    entry = _entry(raw_id, fields)
+                    seen = entry.pos
+                    self._on_read(entry, received)
+                    yield entry
+                    if entry.terminal:
+                        return
+        finally:
+            self._tails -= 1

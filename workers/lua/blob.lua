@@ -1,9 +1,11 @@
--- relayq blob: stores one screenshot of attempt ARGV[1], fenced like publish.lua.
--- KEYS[1] job hash  ARGV[1] attempt  ARGV[2] the bytes  ARGV[3] TTL seconds  ARGV[4] job id
--- Returns the blob number n (key relayq:{<id>}:blob:<n>), or -1 when the attempt was fenced off.
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'done' or status == 'error' or status == 'cancelled' then return -1 end
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return -1 end
+-- relayq blob, on the job's slot: stores one screenshot of attempt ARGV[1], fenced like publish.lua.
+-- KEYS[1] job hash  KEYS[2] blobs hash
+-- ARGV[1] attempt  ARGV[2] the bytes  ARGV[3] TTL seconds
+-- Returns the blob number n (field n of the blobs hash), or -1 when the attempt was fenced off.
+local job = redis.call('HMGET', KEYS[1], 'status', 'attempt')
+if job[1] == 'done' or job[1] == 'error' or job[1] == 'cancelled' then return -1 end
+if job[2] ~= ARGV[1] then return -1 end
 local n = redis.call('HINCRBY', KEYS[1], 'blobs', 1)
-redis.call('SET', 'relayq:{' .. ARGV[4] .. '}:blob:' .. n, ARGV[2], 'EX', ARGV[3])
+redis.call('HSET', KEYS[2], n, ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 return n

@@ -1,14 +1,17 @@
 -- relayq publish: appends the events of one or more attempts, each fenced by attempt number.
 -- A call carries one write per job (the writes that were ready together); each write costs one
 -- HMGET, one XADD per event and one HSET.
--- KEYS: ARGV[1] keys per job, in order: job hash, events stream, cancel flag[, more of the job's
--- keys]; every key of the job gets the TTL when its terminal event is written.
+-- KEYS: ARGV[1] keys per job, in order: job hash, events stream, then the job's other keys
+-- (cancel flag, blobs, envelope); every key of the job gets the TTL when its terminal event is
+-- written. On a Redis Cluster a call carries the jobs of one hash slot only.
 -- ARGV[2..]: per job, in KEYS order: attempt, MAXLEN, new status ("" to keep), TTL seconds,
 -- usage JSON to store ("" to keep), this write's sequence number in the attempt ("" for none),
 -- the number of events n, then n event JSON documents.
 -- A terminal status (done/error/cancelled) expires every key of the job after its TTL.
 -- Returns, per job: the number of events written, -1 when that attempt no longer owns the job,
--- or an error text when Redis refused the write (the other jobs' writes stand).
+-- -2 when earlier writes of that attempt are missing (a failover lost them: the attempt cannot
+-- stand, and this write would leave a gap), or an error text when Redis refused the write (the
+-- other jobs' writes stand).
 -- A write whose sequence number was already applied (a client retrying after a lost reply)
 -- changes nothing and reports success, so a retry never duplicates events.
 local TERMINAL = {done = true, error = true, cancelled = true}
@@ -20,7 +23,11 @@ local function publish(base, per_job, a)
   local first = a + 7
   local job = redis.call('HMGET', job_hash, 'attempt', 'pubseq', 'status')
   if job[1] ~= attempt then return -1 end
-  if seq ~= '' and tonumber(seq) <= tonumber(job[2] or '0') then return n end
+  if seq ~= '' then
+    local applied = tonumber(job[2] or '0')
+    if tonumber(seq) <= applied then return n end
+    if tonumber(seq) > applied + 1 then return -2 end
+  end
   if TERMINAL[job[3]] then return -1 end
   for i = first, first + n - 1 do
     local added = redis.pcall('XADD', events, 'MAXLEN', '~', maxlen, '*', 'event', ARGV[i])
@@ -38,9 +45,6 @@ local function publish(base, per_job, a)
   end
   if #fields > 0 then redis.call('HSET', job_hash, unpack(fields)) end
   if terminal then
-    local blobs = tonumber(redis.call('HGET', job_hash, 'blobs') or '0')
-    local prefix = string.sub(job_hash, 1, -4)
-    for b = 1, blobs do redis.call('EXPIRE', prefix .. 'blob:' .. b, ttl) end
     for i = 1, per_job do redis.call('EXPIRE', KEYS[base + i], ttl) end
   end
   return n
