@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -168,13 +167,15 @@ class Client:
                 ],
             ),
         )
-        created, raw_status = reply
+        created, raw_status, created_ms = reply
         status = raw_status.decode()
         if status not in _TERMINAL:
             admit = ScriptCall(
                 self._scripts["admit"], [queue.waiting, queue.leases], [job.id, queue.wake]
             )
-            await asyncio.gather(self._durably(queue.waiting, admit), self._index(job.id, tenant))
+            await asyncio.gather(
+                self._durably(queue.waiting, admit), self._index(job.id, tenant, created_ms)
+            )
         return Submitted(id=job.id, created=bool(created), status=status)
 
     async def _durably(self, slot_key: str, call: ScriptCall) -> list[Any]:
@@ -187,18 +188,18 @@ class Client:
             )
         return replies
 
-    async def _index(self, job_id: str, tenant: str) -> None:
+    async def _index(self, job_id: str, tenant: str, created_ms: int) -> None:
         """The recent-jobs indexes (7 days), each a slot of its own: the shared one (`relayq
         jobs`) and the tenant's own, which the gateway lists (no other tenant's jobs crowd it).
-        Single commands, not a pipeline: on a cluster they go to two shards."""
-        now_ms = int(time.time() * 1000)
+        Scored by the job's created_ms; single commands, not a pipeline: on a cluster they go to
+        two shards."""
         await asyncio.gather(
             *(
                 command
                 for index in (JOBS_INDEX, tenant_jobs_key(tenant))
                 for command in (
-                    self._redis.zadd(index, {job_id: now_ms}, nx=True),
-                    self._redis.zremrangebyscore(index, "-inf", now_ms - RECENT_INDEX_MS),
+                    self._redis.zadd(index, {job_id: created_ms}, nx=True),
+                    self._redis.zremrangebyscore(index, "-inf", created_ms - RECENT_INDEX_MS),
                 )
             )
         )

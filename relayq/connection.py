@@ -39,7 +39,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
-from redis.backoff import EqualJitterBackoff
+from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AskError,
@@ -172,8 +172,11 @@ def parse_redis_url(url: str) -> RedisTarget:
     )
 
 
-def connect(url: str, *, max_connections: int | None = None, **options: Any) -> Redis:
-    """A client for `url` that rides out a restart, a dropped connection or a failover.
+def connect(
+    url: str, *, max_connections: int | None = None, retries: bool = True, **options: Any
+) -> Redis:
+    """A client for `url` that rides out a restart, a dropped connection or a failover
+    (`retries=False`: one that fails at once, for a reachability probe).
 
     On a cluster URL this is a `RedisCluster`: it speaks every command relayq sends for one
     slot at a time and is typed as `Redis` so that callers need no two code paths; the few
@@ -183,10 +186,11 @@ def connect(url: str, *, max_connections: int | None = None, **options: Any) -> 
     """
     target = parse_redis_url(url)
     common: dict[str, Any] = {"socket_keepalive": True, "health_check_interval": 15, **options}
+    policy = retry_policy() if retries else Retry(NoBackoff(), 0)
     match target.topology:
         case "standalone":
             resilience: dict[str, Any] = {
-                "retry": retry_policy(),
+                "retry": policy,
                 "retry_on_error": [RedisConnectionError, RedisTimeoutError],
             }
             if max_connections is not None:
@@ -218,7 +222,7 @@ def connect(url: str, *, max_connections: int | None = None, **options: Any) -> 
                 username=target.username,
                 password=target.password,
                 ssl=target.tls,
-                retry=retry_policy(),
+                retry=policy,
                 retry_on_error=[RedisConnectionError, RedisTimeoutError],
                 **common,
             )
@@ -231,9 +235,9 @@ def connect(url: str, *, max_connections: int | None = None, **options: Any) -> 
                 ssl=target.tls,
                 retry=Retry(
                     EqualJitterBackoff(cap=CLUSTER_CONNECT_CAP_S, base=BACKOFF_BASE_S),
-                    retries=CLUSTER_CONNECT_RETRIES,
+                    retries=CLUSTER_CONNECT_RETRIES if retries else 0,
                 ),
-                cluster_error_retry_attempts=CLUSTER_ATTEMPTS,
+                cluster_error_retry_attempts=CLUSTER_ATTEMPTS if retries else 0,
                 max_connections=max_connections or 2**31,
                 **common,
             )

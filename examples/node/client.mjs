@@ -137,7 +137,7 @@ export class RedisProducer {
       await this.#durably(queue.waiting, "admit", [queue.waiting, queue.leases], [body.id, queue.wake]);
       // the recent-jobs indexes (for listings): the shared one and the tenant's, each its own slot
       for (const index of [JOBS_INDEX, tenantJobsKey(tenant)]) {
-        await this.redis.zAdd(index, { score: Date.now(), value: body.id }, { NX: true });
+        await this.redis.zAdd(index, { score: Number(reply[2]), value: body.id }, { NX: true });
       }
     }
     return { id, storedId: body.id, created: Number(reply[0]) === 1, status };

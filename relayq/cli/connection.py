@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relayq.cli.errors import CliError, UsageError, one_line
 from relayq.client import Client
+from relayq.connection import connect
 from relayq.embedded_redis import RedisServerNotFound, shared_redis_url
 from relayq.schemas.settings import Settings
 
@@ -41,8 +41,11 @@ async def check_reachable(url: str) -> None:
     """Raises CliError naming the fix when `url` does not answer a PING within a few seconds."""
     shown = redacted(url)
     try:
-        probe = Redis.from_url(
-            url, socket_connect_timeout=PING_TIMEOUT_S, socket_timeout=PING_TIMEOUT_S
+        probe = connect(
+            url,
+            retries=False,
+            socket_connect_timeout=PING_TIMEOUT_S,
+            socket_timeout=PING_TIMEOUT_S,
         )
     except ValueError as e:
         raise UsageError(
