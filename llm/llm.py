@@ -187,7 +187,11 @@ class LLM(llm.LLM[Never]):
         request = self._request(
             chat_ctx, tools, conn_options, parallel_tool_calls, tool_choice, extra_kwargs
         )
-        return ChunkStream(request, strip_thinking_tags=bool(tools))
+        return ChunkStream(
+            request,
+            strip_thinking_tags=bool(tools),
+            span_attributes={"gen_ai.request.model": self.model},
+        )
 
     def _request(
         self,

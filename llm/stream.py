@@ -54,11 +54,14 @@ from anthropic.types.beta import BetaRawMessageStreamEvent
 from livekit.agents import APIConnectionError, llm
 from livekit.agents.llm import ChatChunk, ChoiceDelta, CompletionUsage, FunctionToolCall, Tool
 from livekit.agents.types import APIConnectOptions
+from opentelemetry import trace
 
 from relayq.schemas.jobs import THINKING_EXTRA_KEY
 
 from .errors import MalformedStreamError, translate_error
 from .sse import message_events
+
+_tracer = trace.get_tracer("relayq.llm")
 
 if TYPE_CHECKING:
     from .llm import LLM
@@ -461,8 +464,15 @@ class ChunkStream:
     same LiveKit APIErrors as LLMStream's. Iterate it once; `stop_reason`, `request_id`,
     `message_id` and `thinking_blocks` then describe the reply."""
 
-    def __init__(self, request: StreamFactory, *, strip_thinking_tags: bool = False) -> None:
+    def __init__(
+        self,
+        request: StreamFactory,
+        *,
+        strip_thinking_tags: bool = False,
+        span_attributes: dict[str, str] | None = None,
+    ) -> None:
         self._request: StreamFactory | None = request
+        self._span_attributes = span_attributes or {}
         self._accumulator = StreamAccumulator(strip_thinking_tags=strip_thinking_tags)
         self._chunks: AsyncGenerator[ChatChunk, None] | None = None
         self._request_id: str | None = None
@@ -488,8 +498,8 @@ class ChunkStream:
             raise RuntimeError("a ChunkStream is iterated once")
         request, self._request = self._request, None
         chunks = attempt_chunks(request(), self._accumulator, on_response=self._note_request_id)
-        self._chunks = chunks
-        return chunks
+        self._chunks = _traced(chunks, self._span_attributes)
+        return self._chunks
 
     def _note_request_id(self, request_id: str | None) -> None:
         self._request_id = request_id
@@ -504,3 +514,21 @@ class ChunkStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+async def _traced(
+    chunks: AsyncGenerator[ChatChunk, None], attributes: dict[str, str]
+) -> AsyncGenerator[ChatChunk, None]:
+    """`chunks` inside an `llm_request` span, as LiveKit's LLMStream makes one (a child of
+    the span current when iteration starts; a no-op without an OpenTelemetry SDK)."""
+    span = _tracer.start_span("llm_request", attributes=attributes)
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except Exception as e:
+        span.record_exception(e)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, str(e)))
+        raise
+    finally:
+        await chunks.aclose()
+        span.end()

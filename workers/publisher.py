@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
@@ -361,11 +362,14 @@ class Publisher:
             seq=self._seq,
             events=[event.model_dump_json() for event in batch],
         )
-        with tracing.tracer.start_as_current_span(
-            "relayq.publish",
-            context=self.trace_context,
-            attributes={"relayq.events": len(batch), "relayq.status": status},
-        ):
-            written = await self._batcher.submit(self._keys, args)
+        if not trace.get_current_span(self.trace_context).is_recording():
+            written = await self._batcher.submit(self._keys, args)  # not traced: no span to make
+        else:
+            with tracing.tracer.start_as_current_span(
+                "relayq.publish",
+                context=self.trace_context,
+                attributes={"relayq.events": len(batch), "relayq.status": status},
+            ):
+                written = await self._batcher.submit(self._keys, args)
         self.writes += 1
         return written
