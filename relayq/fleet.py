@@ -9,6 +9,7 @@ claimed them). Depth is the waiting ones.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -93,7 +94,8 @@ async def live_workers(redis: Redis) -> list[WorkerInfo]:
     """Every worker whose self-description has not expired (it is refreshed by the worker's
     heartbeat and lapses a few heartbeats after the worker stops)."""
     keys = [key async for key in redis.scan_iter(match=WORKERS_PATTERN, count=500)]
-    raws = await redis.mget(keys) if keys else []
+    # one GET each: on a cluster the workers' keys are in many slots, which MGET cannot span
+    raws = await asyncio.gather(*(redis.get(key) for key in keys))
     now = time.time()
     workers = []
     for raw in raws:

@@ -3,6 +3,7 @@ worker processes. Nothing of ours is mocked."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from hypothesis import settings as hypothesis_settings
 
 from relayq.client import Client
 from relayq.embedded_redis import EmbeddedRedis
-from relayq.schemas.constants import CHAT, envelope_key, events_key, job_key
+from relayq.schemas.constants import CHAT, QueueKeys, envelope_key, events_key, job_key
 from relayq.schemas.settings import Settings
 from relayq.simulator import Simulator, run_in_thread
 from relayq.static_server import serve_directory
@@ -151,3 +152,14 @@ async def put_raw_envelope(client: Client, job_id: str, envelope: bytes) -> None
     """What a raw producer does (CONTRACT.md): the envelope on the job's slot, then admit."""
     await client.redis.set(envelope_key(job_id), envelope, px=600_000)
     await client._scripts.call("admit", [CHAT.waiting, CHAT.leases], [job_id, CHAT.wake])
+
+
+async def queue_drained(client: Client, queue: QueueKeys = CHAT, within_s: float = 10.0) -> bool:
+    """True once nothing waits on or holds a lease of `queue`. A worker releases a job's lease
+    just after its terminal event, and publishes nothing then: there is no event to await."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while asyncio.get_running_loop().time() < deadline:
+        if await client.redis.zcard(queue.waiting) + await client.redis.zcard(queue.leases) == 0:
+            return True
+        await asyncio.sleep(0.05)
+    return False

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from relayq.client import Client
+from relayq.client import Client, StreamEntry
 from relayq.embedded_redis import EmbeddedRedis
+from relayq.errors import RedisUnavailable
 from relayq.schemas.constants import job_key
 from relayq.schemas.events import Event, Retry, Started, Text
 from relayq.schemas.jobs import ChatJob, ConnOptions
@@ -333,3 +334,87 @@ async def _wait_until_gone(pids: set[int], within: float = 15.0) -> set[int]:
             return set()
         await asyncio.sleep(0.2)
     return _alive(pids)
+
+
+OUTAGE_S = 30.0
+
+
+async def entries_resuming(client: Client, job_id: str) -> list[StreamEntry]:
+    """A job's stream entries to its terminal event, resuming from the last id after Redis
+    stays away longer than the client's retries (as CONTRACT.md tells subscribers to)."""
+    entries: list[StreamEntry] = []
+    while True:
+        try:
+            after = entries[-1].id if entries else "0"
+            async for entry in client.events(job_id, after, block_ms=1000):
+                entries.append(entry)
+            return entries
+        except RedisUnavailable:
+            await asyncio.sleep(0.5)
+
+
+async def test_a_30_s_redis_outage_with_100_running_jobs_recovers_every_job_within_the_lease(
+    chaos_redis: EmbeddedRedis, chaos_client: Client, simulator: Simulator
+) -> None:
+    env = worker_env(
+        chaos_redis.url,
+        simulator,
+        RELAYQ_LEASE_S=str(LEASE_S),
+        RELAYQ_LOG_LEVEL="WARNING",
+        RELAYQ_MAX_JOBS="60",
+    )
+    fleet = Fleet(env)
+    try:
+        for _ in range(2):
+            fleet.spawn()
+        jobs = [
+            ChatJob(
+                id=f"outage_{i}",
+                prompt=f"[[sim:tokens={300 + i} rate=20]] running through an outage {i}",
+                restart_after_output=True,
+            )
+            for i in range(100)
+        ]
+        for job in jobs:
+            await chaos_client.submit(job)
+        reading = {j.id: asyncio.create_task(entries_resuming(chaos_client, j.id)) for j in jobs}
+        for job in jobs:  # every job is streaming when Redis dies
+            await first_text(chaos_client, job.id)
+
+        await asyncio.to_thread(chaos_redis.kill)
+        await asyncio.sleep(OUTAGE_S)  # the outage itself: nothing to await
+        await asyncio.to_thread(chaos_redis.start)
+        back_ms = int(time.time() * 1000)
+        results = {job_id: await asyncio.wait_for(task, 240) for job_id, task in reading.items()}
+    finally:
+        fleet.stop()
+
+    # how long after Redis came back each job wrote again (its stream ids are Redis' clock)
+    resumed = {job_id: resumed_after(entries, back_ms) for job_id, entries in results.items()}
+    silent = sorted(job_id for job_id, s in resumed.items() if s is None)
+    assert not silent, f"{len(silent)} jobs wrote nothing after Redis came back: {silent[:5]}"
+    outcomes = check_contract(jobs, {k: [e.event for e in v] for k, v in results.items()})
+    assert outcomes == {"done": len(jobs)}, outcomes
+    delays = sorted(s for s in resumed.values() if s is not None)
+    assert delays[-1] <= LEASE_S + 5, f"slowest job resumed {delays[-1]:.1f} s after restart"
+    report(
+        "30 s redis outage",
+        f"{len(jobs)} running jobs {outcomes}; after the restart every job wrote again within "
+        f"{delays[-1]:.2f} s (median {delays[len(delays) // 2]:.2f} s; lease {LEASE_S} s)",
+    )
+
+
+def resumed_after(entries: list[StreamEntry], back_ms: int) -> float | None:
+    """Seconds from `back_ms` to the job's first stream entry at or after it (None: none)."""
+    for entry in entries:
+        written_ms = int(entry.id.split("-")[0])
+        if written_ms >= back_ms:
+            return (written_ms - back_ms) / 1000
+    return None
+
+
+async def first_text(client: Client, job_id: str) -> None:
+    async for entry in client.events(job_id):
+        if isinstance(entry.event, Text):
+            return
+    raise AssertionError(f"{job_id} ended before its first text")

@@ -303,3 +303,32 @@ async def test_the_node_client_enqueues_and_reads_on_a_cluster(
     assert job["text"] == transcript_of([e.event for e in python]).text
     assert job["text"] == scripted_reply({"messages": [{"role": "user", "content": job["prompt"]}]})
     assert (await cluster_client.status(job["id"])).tenant == "acme"
+
+
+async def test_the_gateway_submits_streams_lists_and_cancels_on_a_cluster(
+    cluster: LocalCluster, cluster_client: Client
+) -> None:
+    import httpx
+
+    from tests.test_gateway import ACME, read_sse, running_gateway, sim_text, submit
+
+    prompts = [f"[[sim:tokens=30 rate=300]] through the gateway {i}" for i in range(6)]
+    with running_gateway(cluster.url) as base:
+        async with httpx.AsyncClient(base_url=base, headers=ACME, timeout=30) as http:
+            ids = [await submit(http, {"prompt": p}) for p in prompts]
+            streams = await asyncio.gather(*(read_sse(http, job_id) for job_id in ids))
+            listed = (await http.get("/v1/jobs", params={"limit": 50})).json()
+            waiting = await submit(
+                http,
+                {"kind": "computer_use", "task": "never started", "start_url": "https://a.test/"},
+            )
+            cancelled = (await http.delete(f"/v1/jobs/{waiting}")).json()
+            fleet = (await http.get("/v1/fleet")).json()
+
+    for prompt, sse in zip(prompts, streams, strict=True):
+        assert [e["type"] for e in sse.events][-1] == "done"
+        text = "".join(e["text"] for e in sse.events if e["type"] == "text")
+        assert text == sim_text(prompt)
+    assert set(ids) <= {job["id"] for job in listed["jobs"]}
+    assert cancelled["outcome"] == "cancelled"
+    assert {q["name"] for q in fleet["queues"]} == {"chat", "computer"}, fleet

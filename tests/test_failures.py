@@ -4,6 +4,7 @@ graceful shutdown, fencing, garbage on the queue, a Redis restart."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +19,13 @@ from relayq.schemas.jobs import ChatJob
 from relayq.schemas.settings import Settings
 from relayq.simulator import Simulator, scripted_reply
 from relayq.transcript import transcript_of
-from tests.conftest import WorkerProcess, put_raw_envelope, start_worker, worker_env
+from tests.conftest import (
+    WorkerProcess,
+    put_raw_envelope,
+    queue_drained,
+    start_worker,
+    worker_env,
+)
 
 LEASE_S = "3"
 
@@ -155,6 +162,35 @@ async def test_a_presumed_dead_attempt_cannot_publish_into_a_job_it_lost(
     assert [b'"queued"' in fields[b"event"] for _, fields in raw] == [True]
 
 
+CALL_FAILURES = {
+    "no arguments": ({"a": [], "k": {}}, "exactly one item"),
+    "two arguments": ({"a": ["{}", "{}"], "k": {}}, "exactly one item"),
+    "unexpected keyword arguments": ({"a": ["{}"], "k": {"retries": 3}}, "must be empty"),
+    "arguments not a list": ({"a": "prompt", "k": {}}, "exactly one item"),
+    "a number for the job": ({"a": [42], "k": {}}, "not a int"),
+    "a job of the wrong type": ({"a": [{"prompt": 7}], "k": {}}, "prompt"),
+}
+
+
+@pytest.mark.parametrize(("fields", "why"), CALL_FAILURES.values(), ids=list(CALL_FAILURES))
+async def test_a_raw_envelope_the_job_function_cannot_take_ends_with_one_error_event(
+    own_client: Client, spawn, fields: dict[str, object], why: str
+) -> None:  # type: ignore[no-untyped-def]
+    spawn()
+    job_id = f"raw_call_{abs(hash(json.dumps(fields))) % 10**9}"
+    envelope = json.dumps({"t": 1, "f": "chat", "et": 1, **fields}).encode()
+    await put_raw_envelope(own_client, job_id, envelope)
+
+    events = await events_of(own_client, job_id)
+
+    assert [e.type for e in events] == ["started", "error"]
+    assert isinstance(events[-1], Error) and events[-1].error.type == "invalid_request"
+    assert why in events[-1].error.message
+    # the job ended: its keys expire, and nothing of it is left on the queue
+    assert 0 < await own_client.redis.ttl(job_key(job_id)) <= 600
+    assert await queue_drained(own_client)
+
+
 async def test_garbage_on_the_queue_is_reported_and_the_worker_keeps_serving(
     own_client: Client, spawn
 ) -> None:  # type: ignore[no-untyped-def]
@@ -183,7 +219,7 @@ async def test_garbage_on_the_queue_is_reported_and_the_worker_keeps_serving(
         assert isinstance(events[-1], Error) and events[-1].error.type == "invalid_request"
         assert why in events[-1].error.message
     assert isinstance(good_events[-1], Done)
-    assert await redis.zcard(CHAT.waiting) == 0 and await redis.zcard(CHAT.leases) == 0
+    assert await queue_drained(own_client)
 
 
 async def test_jobs_survive_a_redis_restart(

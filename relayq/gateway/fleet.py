@@ -3,6 +3,7 @@ them: counts for everyone, job ids only of the tenant's own jobs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -48,7 +49,8 @@ async def _descriptions(pool: Any) -> list[dict[str, Any]]:
         keys.append(key)
         if len(keys) >= _MAX_WORKERS:
             break
-    raws = await pool.mget(keys) if keys else []
+    # one GET each: on a cluster the workers' keys are in many slots, which MGET cannot span
+    raws = await asyncio.gather(*(pool.get(key) for key in keys))
     out = []
     for raw in raws:
         try:

@@ -6,6 +6,7 @@ kept in a bounded cache.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections import OrderedDict
@@ -14,6 +15,7 @@ from importlib.resources import files
 
 from redis.asyncio import Redis
 
+from relayq.connection import is_cluster
 from relayq.contract import script_source
 from relayq.schemas.constants import job_key
 
@@ -54,11 +56,18 @@ class Summaries:
     async def of(self, stored_ids: Iterable[str]) -> dict[str, str]:
         ids = list(stored_ids)
         missing = [i for i in ids if i not in self._cache]
-        if missing:
+        if missing and is_cluster(self._redis):
+            # a cluster pipeline runs no scripts (and each job is a slot of its own anyway)
+            replies: list[object] = await asyncio.gather(
+                *(self._script(keys=[job_key(i)], args=[PREFIX_BYTES]) for i in missing),
+                return_exceptions=True,
+            )
+        elif missing:
             pipe = self._redis.pipeline(transaction=False)
             for job_id in missing:  # the pipeline loads the script first if Redis lacks it
                 await self._script(keys=[job_key(job_id)], args=[PREFIX_BYTES], client=pipe)
             replies = await pipe.execute(raise_on_error=False)
+        if missing:
             for job_id, reply in zip(missing, replies, strict=True):
                 if isinstance(reply, bytes):
                     self._remember(job_id, summary_of(reply.decode("utf-8", errors="ignore")))

@@ -1,0 +1,149 @@
+"""relayq behind Redis Sentinel: a primary, a replica and 3 sentinels started by this session,
+worker processes, the simulator over HTTP. Run alone with `pytest -m sentinel`.
+
+The primary is killed mid-run; the sentinels promote the replica, clients and workers follow
+through the sentinels, and the contract holds: every accepted job ends with exactly one
+terminal event, a `done` job's final attempt is exactly the scripted reply, nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from relayq.client import Client
+from relayq.errors import RedisUnavailable
+from relayq.schemas.events import Event, Retry, Text
+from relayq.schemas.jobs import ChatJob, ConnOptions
+from relayq.schemas.settings import Settings
+from relayq.simulator import Simulator, scripted_reply
+from relayq.transcript import transcript_of
+from tests.conftest import WorkerProcess, queue_drained, start_worker, worker_env
+from tests.redis_topologies import LocalSentinel
+from tests.test_chaos import report
+
+pytestmark = pytest.mark.sentinel
+
+LEASE_S = "3"
+
+
+@pytest.fixture(scope="module")
+def sentinel() -> Iterator[LocalSentinel]:
+    with LocalSentinel() as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def sentinel_workers(sentinel: LocalSentinel, simulator: Simulator) -> Iterator[None]:
+    env = worker_env(sentinel.url, simulator, RELAYQ_LEASE_S=LEASE_S, RELAYQ_MAX_JOBS="60")
+    workers: list[WorkerProcess] = [start_worker(env, "--queues", "chat") for _ in range(2)]
+    yield
+    for w in workers:
+        w.stop()
+
+
+@pytest.fixture
+async def sentinel_client(sentinel: LocalSentinel, sentinel_workers: None) -> AsyncIterator[Client]:
+    async with Client(sentinel.url, settings=Settings(redis_url=sentinel.url)) as c:
+        yield c
+
+
+def reply_of(job: ChatJob) -> str:
+    return scripted_reply({"messages": [{"role": "user", "content": job.prompt}]})
+
+
+def outcome_of(job: ChatJob, events: list[Event]) -> str:
+    terminals = [e for e in events if e.type in ("done", "error", "cancelled")]
+    assert len(terminals) == 1 and terminals[0] is events[-1], [e.type for e in events]
+    if events[-1].type == "done":
+        assert transcript_of(events).text == reply_of(job), job.id
+    return events[-1].type
+
+
+async def stored_events(client: Client, job_id: str) -> list[Event]:
+    """The job's stream once it has ended, read again from the start: what it holds after the
+    failover, not what a reader saw from the primary that died."""
+    for _ in range(100):
+        try:
+            async for entry in client.events(job_id, block_ms=1000):
+                if entry.event.type in ("done", "error", "cancelled"):
+                    break
+            return [e.event async for e in client.events(job_id, block_ms=1000)]
+        except RedisUnavailable:
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"{job_id}: Redis never came back")
+
+
+async def submit_until_accepted(client: Client, job: ChatJob) -> None:
+    for _ in range(200):
+        try:
+            await client.submit(job)
+            return
+        except RedisUnavailable:  # also NotReplicated: the same id again is safe
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{job.id} was never accepted")
+
+
+async def test_chat_jobs_run_behind_sentinel(sentinel_client: Client) -> None:
+    jobs = [ChatJob(prompt=f"[[sim:tokens=20 rate=200]] sentinel job {i}") for i in range(10)]
+    for job in jobs:
+        await sentinel_client.submit(job)
+
+    results = await asyncio.gather(*(stored_events(sentinel_client, j.id) for j in jobs))
+
+    assert [outcome_of(job, events) for job, events in zip(jobs, results, strict=True)] == [
+        "done"
+    ] * len(jobs)
+
+
+async def test_a_primary_killed_mid_run_loses_no_accepted_job_and_ends_each_once(
+    sentinel: LocalSentinel, sentinel_client: Client
+) -> None:
+    jobs = [
+        ChatJob(
+            id=f"sentinel_failover_{i}",
+            prompt=f"[[sim:tokens={20 + i % 20} rate=25]] sentinel failover job {i}",
+            conn_options=ConnOptions(max_retry=8, retry_interval=0.05, timeout=5),
+            restart_after_output=True,
+        )
+        for i in range(100)
+    ]
+    for job in jobs[:70]:
+        await sentinel_client.submit(job)
+    first = jobs[0]
+    async for entry in sentinel_client.events(first.id):  # the kill comes while jobs stream
+        if isinstance(entry.event, Text):
+            break
+
+    def fail_over_and_restart() -> int:
+        victim = sentinel.fail_over()
+        sentinel.restore(victim)  # as a supervisor would: it comes back as a replica
+        return victim.port
+
+    failing_over = asyncio.create_task(asyncio.to_thread(fail_over_and_restart))
+    await asyncio.gather(*(submit_until_accepted(sentinel_client, j) for j in jobs[70:]))
+    victim_port = await failing_over
+    results = dict(
+        zip(
+            [j.id for j in jobs],
+            await asyncio.wait_for(
+                asyncio.gather(*(stored_events(sentinel_client, j.id) for j in jobs)), 180
+            ),
+            strict=True,
+        )
+    )
+
+    outcomes = Counter(outcome_of(job, results[job.id]) for job in jobs)
+    errors = [ev[-1] for ev in results.values() if ev[-1].type == "error"]
+    assert outcomes == {"done": len(jobs)}, (outcomes, errors)
+    assert await queue_drained(sentinel_client)
+    voided = Counter(e.reason for ev in results.values() for e in ev if isinstance(e, Retry))
+    report(
+        "sentinel primary kill",
+        f"{len(jobs)} jobs {dict(outcomes)}; primary {victim_port} killed, replica promoted by "
+        f"3 sentinels; {len(jobs) - 70} submitted during the failover; attempts voided "
+        f"{dict(voided)}",
+    )
