@@ -31,6 +31,7 @@ BENCHMARKS = (
     "computer",
     "gateway_load",
     "recovery",
+    "cluster",
 )
 FULL_ONLY = ("gateway_load", "recovery")  # --quick leaves these out unless --only names them
 

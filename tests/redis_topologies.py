@@ -98,11 +98,17 @@ class Node:
 
 @dataclass
 class LocalCluster:
-    """`with LocalCluster() as c: c.url` — 3 primaries, each with one replica."""
+    """`with LocalCluster() as c: c.url` — 3 primaries, each with one replica (by default; the
+    benchmarks also start 1 primary holding every slot, and 3 without replicas)."""
 
-    size: int = 6
+    primaries: int = 3
+    replicas: int = 1
     nodes: list[Node] = field(default_factory=list)
     _tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def size(self) -> int:
+        return self.primaries * (1 + self.replicas)
 
     @property
     def url(self) -> str:
@@ -133,13 +139,18 @@ class LocalCluster:
             node = Node(port, directory, args)
             node.start()
             self.nodes.append(node)
-        create = ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes)]
-        subprocess.run(
-            [*create, "--cluster-replicas", "1", "--cluster-yes"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            timeout=60,
-        )
+        if self.primaries == 1 and self.replicas == 0:
+            with self.nodes[0].client() as r:  # redis-cli --cluster create wants 3 primaries
+                r.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        else:
+            addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            replicas = ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
+            subprocess.run(
+                ["redis-cli", "--cluster", "create", *addresses, *replicas],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                timeout=60,
+            )
         self.wait_healthy()
         return self
 
@@ -191,7 +202,7 @@ class LocalCluster:
                 return node
         raise LookupError(f"no replica of {primary.port}")
 
-    def primaries(self) -> list[Node]:
+    def primary_nodes(self) -> list[Node]:
         return [self.node(p) for p, role in self.roles().items() if role == "master"]
 
     def wait_healthy(self) -> None:
@@ -203,10 +214,13 @@ class LocalCluster:
                     if b"cluster_state:ok" not in r.execute_command("CLUSTER", "INFO"):
                         return False
             roles = self.roles()
-            return len(roles) == self.size and sorted(roles.values()).count("master") == 3
+            return len(roles) == self.size and list(roles.values()).count("master") == (
+                self.primaries
+            )
 
         _until(healthy, "the cluster is healthy")
-        _until(lambda: all(replica_online(p) for p in self.primaries()), "replicas in sync")
+        if self.replicas:
+            _until(lambda: all(replica_online(p) for p in self.primary_nodes()), "replicas in sync")
 
     def fail_over(self, victim: Node) -> None:
         """SIGKILLs `victim` (a primary) and returns once its replica has taken its slots."""
@@ -214,7 +228,7 @@ class LocalCluster:
         _until(
             lambda: (
                 victim.port not in self.roles()
-                and list(self.roles().values()).count("master") == 3
+                and list(self.roles().values()).count("master") == self.primaries
                 and all(
                     b"cluster_state:ok" in n.client().execute_command("CLUSTER", "INFO")
                     for n in self.alive()
@@ -229,7 +243,7 @@ class LocalCluster:
         self.wait_healthy()
 
     def flush(self) -> None:
-        for node in self.primaries():
+        for node in self.primary_nodes():
             with node.client() as r:
                 r.flushall()
 
