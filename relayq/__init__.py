@@ -1,4 +1,4 @@
-"""relayq: Claude chat generation and computer use as background jobs on arq workers."""
+"""relayq: Claude chat generation and computer use as background jobs on Redis workers."""
 
 from typing import TYPE_CHECKING, Any
 

@@ -264,6 +264,6 @@ def test_the_producer_install_runs_relayq_submit_watch_and_cancel(
     assert cancelled.stdout.strip() == f"{job_id}: finished"
     assert operator.returncode == 2
     assert operator.stderr.strip() == (
-        "relayq: relayq worker needs the worker extra (arq is not installed): "
+        "relayq: relayq worker needs the worker extra (anthropic is not installed): "
         "pip install 'relayq[worker]'"
     )

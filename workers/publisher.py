@@ -28,6 +28,7 @@ from opentelemetry import trace
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from relayq import tracing
@@ -78,7 +79,14 @@ def _written(reply: object) -> int:
     if isinstance(reply, int):
         return reply
     text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    if text.removeprefix("error: ").startswith(_FAILOVER_REPLIES):
+        # the node stopped being the primary (or is loading) under this call: Redis went
+        # away for this attempt, not a write the job got wrong; another attempt takes over
+        raise RedisConnectionError(text)
     raise ResponseError(text)
+
+
+_FAILOVER_REPLIES = ("READONLY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 
 
 @dataclass
@@ -154,7 +162,7 @@ class WriteBatcher:
                 continue
             try:
                 write.done.set_result(_written(reply))
-            except ResponseError as e:
+            except (ResponseError, RedisConnectionError) as e:
                 write.done.set_exception(e)
 
     async def _call(self, keys: list[str], args: list[str | int]) -> list[object]:

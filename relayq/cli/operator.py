@@ -93,10 +93,10 @@ def worker(args: argparse.Namespace) -> int:
             "ANTHROPIC_BASE_URL=http://127.0.0.1:8765)"
         )
     processes = args.processes or settings.worker_processes or os.cpu_count() or 1
+    for module in ("anthropic", "livekit"):  # what the worker extra brings
+        if not _installed(module):
+            require(module, "worker", "worker")
     if processes > 1:
-        for module in ("arq", "anthropic", "livekit"):  # the children import them
-            if not _installed(module):
-                require(module, "worker", "worker")
         if NEEDS_A_BROWSER in queues and not _installed("playwright"):
             require("playwright.async_api", "browser", "worker --queues computer")
         url = redis_url(settings)
