@@ -397,7 +397,7 @@ class LLMStream(llm.LLMStream):
         accumulator = self._accumulator = StreamAccumulator(strip_thinking_tags=bool(self._tools))
         self._request_id = None
         attempt = attempt_chunks(
-            self._start_request(),
+            self._start_request,
             accumulator,
             output_final=self._stream_factory is None,
             on_response=self._note_request_id,
@@ -422,18 +422,18 @@ class LLMStream(llm.LLMStream):
 
 
 async def attempt_chunks(
-    request: StreamAwaitable,
+    request: Callable[[], StreamAwaitable],
     accumulator: StreamAccumulator,
     *,
     output_final: bool = False,
     on_response: Callable[[str | None], None] | None = None,
 ) -> AsyncGenerator[ChatChunk, None]:
-    """One attempt: sends `request`, reads its body leanly (`relayq.llm.sse`) into
+    """One attempt: sends `request()`, reads its body leanly (`relayq.llm.sse`) into
     `accumulator`, and yields the ChatChunks; failures come out as LiveKit APIErrors.
     `output_final` makes them final whether or not output was delivered (a request that
     cannot be sent again); `on_response` gets the response's `request-id` header."""
     try:
-        stream = await request
+        stream = await request()
         if on_response is not None:
             on_response(stream.response.headers.get("request-id"))
         async with stream:  # closes the response, however the reading ends
@@ -497,7 +497,7 @@ class ChunkStream:
         if self._request is None:
             raise RuntimeError("a ChunkStream is iterated once")
         request, self._request = self._request, None
-        chunks = attempt_chunks(request(), self._accumulator, on_response=self._note_request_id)
+        chunks = attempt_chunks(request, self._accumulator, on_response=self._note_request_id)
         self._chunks = _traced(chunks, self._span_attributes)
         return self._chunks
 
