@@ -198,7 +198,9 @@ async def test_garbage_on_the_queue_is_reported_and_the_worker_keeps_serving(
     spawn()
     # an envelope that is not JSON at all (pickle), and one for a function nobody runs
     await put_raw_envelope(own_client, "job_garbled", b"\x80\x04\x95pickle? no thanks")
-    await put_raw_envelope(own_client, "job_unknown_fn", b'{"t":1,"f":"rm_rf","a":[],"k":{}}')
+    await put_raw_envelope(
+        own_client, "job_unknown_fn", b'{"t":1,"f":"rm_rf","a":[],"k":{},"et":1}'
+    )
     # queue members with nothing behind them: a valid job id, and one no job could have
     await redis.zadd(CHAT.waiting, {"no_such_job": 1, "\u2603 snow": 1})
 

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from arq import Retry as ArqRetry
 from opentelemetry import context as otel_context
 
 from relayq import tracing
@@ -65,13 +66,8 @@ class AttemptContext:
     payload: str
     publisher: Publisher
     metrics: AttemptMetrics
-    deferred_by: float | None = None
     final_event: Event | None = None
     _spans: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-
-    def retry_after(self, delay: float) -> None:
-        """Ask for another attempt `delay` seconds from now (after a `retry` event)."""
-        self.deferred_by = delay
 
     def observe(self, event: Event) -> None:
         if event.type in ("done", "error", "cancelled", "retry"):
@@ -107,6 +103,8 @@ class AttemptContext:
 
 
 JobBody = Callable[[AttemptContext], Awaitable[None]]
+"""Ends the job with a terminal event, or publishes a `retry` event and raises arq's
+`Retry(defer=...)`, as an arq job function asks for another try."""
 JobT = TypeVar("JobT", bound=_JobBase)
 
 
@@ -184,6 +182,9 @@ async def _run_body(
             await job_type.body(attempt)
     except UnreadableJob as e:
         return await _end_with_error(attempt, "invalid_request", str(e))
+    except ArqRetry as e:
+        # the body published its `retry` event and asks, as arq job functions do, to run again
+        return AttemptResult(Outcome.DEFERRED, (e.defer_score or 0) / 1000)
     except TimeoutError:
         message = f"the attempt ran longer than RELAYQ_JOB_TIMEOUT_S ({settings.job_timeout_s:g} s)"
         return await _end_with_error(attempt, "APITimeoutError", message)
@@ -203,8 +204,6 @@ async def _run_body(
     except Exception as e:
         logger.exception("job %s attempt %d failed unexpectedly", job_id, number)
         return await _end_with_error(attempt, "internal_error", f"{type(e).__name__}: {e}")
-    if attempt.deferred_by is not None:
-        return AttemptResult(Outcome.DEFERRED, attempt.deferred_by)
     if attempt.final_event is None:
         # a body must end with a terminal event or a retry; this one did not
         return await _end_with_error(

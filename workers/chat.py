@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from arq import Retry as ArqRetry
 from livekit.agents import APIConnectOptions, APIError
 from livekit.agents.llm import ChatChunk, ChatContext, Tool, ToolChoice
 
@@ -73,8 +74,7 @@ async def chat(attempt: AttemptContext) -> None:
         await publisher.finish(
             Retry(job_id=job.id, attempt=attempt.number, reason=reason, error=info, delay=delay)
         )
-        attempt.retry_after(delay)
-        return
+        raise ArqRetry(defer=delay) from e
     except TimeoutError:
         await publisher.finish(
             Error(

@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from arq import Retry as ArqRetry
 from livekit.agents import NOT_GIVEN, APIConnectOptions, APIError
 from livekit.agents.llm import ChatContext, FunctionCall, FunctionCallOutput, FunctionToolCall
 
@@ -360,7 +361,7 @@ async def _run_computer_use(attempt: AttemptContext) -> None:
         await attempt.publisher.finish(
             Retry(job_id=job.id, attempt=attempt.number, reason=reason, error=info, delay=delay)
         )
-        attempt.retry_after(delay)
+        raise ArqRetry(defer=delay) from e
     except LoopDetected as e:
         await loop._fail("loop_detected", str(e))
     except TimeoutError:

@@ -1,16 +1,18 @@
 """What an attempt runs: the job JSON that enqueue.lua stored, or a raw producer's envelope.
 
 A raw producer (CONTRACT.md) writes arq's job envelope as JSON, `{"t": 1, "f": "chat", "a":
-["<job JSON>"], "k": {}, "et": <ms>}`. relayq calls no function with whatever the envelope
-holds: it takes the one argument, the job, and checks everything else, so that a malformed
-envelope ends its job with an `error` event instead of a call that fails.
-Messages never echo what the envelope holds (it may carry secrets).
+["<job JSON>"], "k": {}, "et": <ms>}`, read here with arq's own decoder (`arq.jobs`, JSON, never
+pickle). relayq calls no function with whatever the envelope holds: it takes the one argument,
+the job, and checks everything else, so that a malformed envelope ends its job with an `error`
+event instead of a call that fails. Messages never echo what the envelope holds (it may carry
+secrets).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+
+from arq.jobs import DeserializationError, deserialize_job
 
 SOURCES = ("job", "envelope", "none")
 
@@ -35,17 +37,20 @@ def job_input(source: str, raw: bytes, function: str) -> str:
 
 def _from_envelope(raw: bytes, function: str) -> str:
     try:
-        envelope: Any = json.loads(_text(raw, "the job's envelope"))
+        document = json.loads(_text(raw, "the job's envelope"))
     except (ValueError, RecursionError) as e:
         raise UnreadableJob("the job's envelope is not JSON (relayq never reads pickle)") from e
-    if not isinstance(envelope, dict):
-        raise UnreadableJob('the job\'s envelope is not a JSON object {"f", "a", "k", ...}')
-    if envelope.get("f") != function:
+    try:
+        envelope = deserialize_job(raw, deserializer=lambda _: document)
+    except DeserializationError as e:
+        raise UnreadableJob(
+            'the job\'s envelope is not arq\'s job envelope {"t", "f", "a", "k", "et"}'
+        ) from e
+    if envelope.function != function:
         raise UnreadableJob(
             f"the job's envelope names a function this queue does not run (it runs {function!r})"
         )
-    args = envelope.get("a", [])
-    kwargs = envelope.get("k") or {}
+    args, kwargs = envelope.args, envelope.kwargs
     if not isinstance(args, list) or len(args) != 1:
         count = len(args) if isinstance(args, list) else "not a list"
         raise UnreadableJob(
