@@ -42,6 +42,13 @@ READY_WORD = "ready"
 _PR_SET_PDEATHSIG = 1
 
 
+def cores() -> int:
+    """The cores this process may run on (a container's cpuset, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def restart_delay(previous: float, lived_s: float) -> float:
     """How long to wait before starting a child again, given the last wait and how long the
     child that just exited ran."""

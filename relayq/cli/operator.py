@@ -20,6 +20,7 @@ from relayq.embedded_redis import stop_shared_redis
 from relayq.pricing import price_table
 from relayq.schemas.constants import QUEUES
 from relayq.schemas.settings import Settings
+from relayq.workers.supervisor import cores
 
 NEEDS_A_BROWSER = "computer"
 
@@ -44,7 +45,7 @@ def _supervise(
     args: argparse.Namespace, queues: list[str], processes: int, url: str, settings: Settings
 ) -> int:
     """`relayq worker --processes N` for N > 1: N single-process workers under a supervisor."""
-    from relayq.workers.supervisor import supervise
+    from relayq.workers.supervisor import supervise  # the standard library only
 
     def command_for(slot: int) -> list[str]:
         command = [sys.executable, "-m", "relayq", "worker", "--queues", ",".join(queues)]
@@ -92,7 +93,7 @@ def worker(args: argparse.Namespace) -> int:
             "ANTHROPIC_BASE_URL to a simulator (`relayq simulator --port 8765`, then "
             "ANTHROPIC_BASE_URL=http://127.0.0.1:8765)"
         )
-    processes = args.processes or settings.worker_processes or os.cpu_count() or 1
+    processes = args.processes or settings.worker_processes or cores()
     for module in ("anthropic", "livekit"):  # what the worker extra brings
         if not _installed(module):
             require(module, "worker", "worker")

@@ -4,7 +4,6 @@ and examples. A usage error is one line (`relayq submit chat: error: ...; see --
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -14,6 +13,7 @@ from typing import NoReturn
 from relayq.cli import operator, producer
 from relayq.schemas.jobs import DEFAULT_MODEL, ChatJob, ComputerUseJob
 from relayq.schemas.settings import Settings
+from relayq.workers.supervisor import cores
 
 ENVIRONMENT = """\
 environment:
@@ -270,7 +270,7 @@ def _worker(command: Command, settings: Settings) -> None:
         metavar="N",
         help="worker processes, kept running by a supervisor that restarts any that dies "
         "(default: RELAYQ_WORKER_PROCESSES, or one per core: "
-        f"{settings.worker_processes or os.cpu_count() or 1} here); with --metrics-port P, "
+        f"{settings.worker_processes or cores()} here); with --metrics-port P, "
         "process i serves P+i",
     )
     worker.add_argument(
