@@ -210,8 +210,10 @@ class Client:
         """Yields the job's events after stream id `after`, ending after the terminal event.
 
         Raises JobNotFound if the job does not exist. A dropped connection is re-established
-        and the read resumes from the last id yielded (the connection's retries); after those
-        run out, RedisUnavailable: call again with the last id you saw.
+        and the read resumes from the last id yielded (the connection's retries). It raises
+        RedisUnavailable when those run out, and also when Redis dies between accepting a new
+        connection and answering its greeting (redis-py's pool retries neither the greeting
+        nor the command then): either way, call again with the last id you saw.
         """
         key = events_key(job_id)
         # a raw producer's job has only its envelope until a worker starts it

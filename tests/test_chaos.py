@@ -133,7 +133,7 @@ def chat_jobs(n: int, seed: int, *, always_restart: bool = False) -> list[ChatJo
 
 async def drain(client: Client, job_ids: list[str]) -> dict[str, list[Event]]:
     async def one(job_id: str) -> tuple[str, list[Event]]:
-        return job_id, [e.event async for e in client.events(job_id, block_ms=1000)]
+        return job_id, [entry.event for entry in await entries_resuming(client, job_id)]
 
     return dict(await asyncio.gather(*(one(j) for j in job_ids)))
 
