@@ -150,3 +150,32 @@ async def test_a_write_redis_refuses_fails_its_own_attempt_only(redis: Redis) ->
 def test_publishers_of_one_client_share_one_batcher(redis: Redis) -> None:
     scripts = WorkerScripts(redis)
     assert WriteBatcher.of(redis, scripts) is WriteBatcher.of(redis, scripts)
+
+
+async def test_a_publish_does_not_wait_for_the_connections_the_clients_other_commands_hold(
+    idle_redis_url: str,
+) -> None:
+    from relayq.connection import connect
+
+    client = connect(idle_redis_url, max_connections=2)  # waits for a free connection when full
+    try:
+        job_id = await running_job(client)
+        pub = publisher(client, job_id)
+        pub.emit(Text(job_id=job_id, attempt=1, text="first "))
+        await pub.flush()  # the batcher took its own connection
+        # blocking reads take every other connection the pool may open
+        blocked = [
+            asyncio.create_task(client.blpop([f"nothing:{job_id}"], timeout=30)) for _ in range(2)
+        ]
+        await asyncio.sleep(0.05)
+        pub.emit(Text(job_id=job_id, attempt=1, text="second"))
+        await pub.finish(Done(job_id=job_id, attempt=1))
+        assert not any(task.done() for task in blocked)
+        await pub.aclose()
+        for task in blocked:
+            task.cancel()
+        texts = [e["text"] for e in await entries(client, job_id) if e["type"] == "text"]
+        assert "".join(texts) == "first second"
+    finally:
+        await WriteBatcher.close(client)
+        await client.aclose()

@@ -36,7 +36,7 @@ from relayq.schemas.constants import (
 from relayq.schemas.events import Error, ErrorInfo
 from relayq.schemas.settings import Settings
 from relayq.workers import metrics
-from relayq.workers.publisher import Fenced, publish_once, write_args
+from relayq.workers.publisher import Fenced, WriteBatcher, publish_once, write_args
 from relayq.workers.scripts import WorkerScripts
 
 if TYPE_CHECKING:  # chat-only workers run without Playwright (the `browser` extra)
@@ -106,6 +106,7 @@ class Runtime:
                 await task
         with contextlib.suppress(Exception):
             await self.redis.delete(worker_key(self.worker_id))
+        await WriteBatcher.close(self.redis)
         await self.anthropic_client.close()
         if self.browser_pool is not None:
             await self.browser_pool.aclose()
