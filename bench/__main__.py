@@ -2,6 +2,8 @@
 writes BENCHMARKS.md and bench/results.json. Only a full run writes those two tracked files: a
 quick run writes test-output/BENCHMARKS.quick.md, a partial one (--only)
 test-output/BENCHMARKS.<names>.md, each with its raw samples beside it as .json.
+`--analysis` runs nothing: it replaces the analysis at the end of BENCHMARKS.md with
+bench/ANALYSIS.md as it is now (written after reading the tables it explains).
 
 Every benchmark starts its own redis-server and worker processes; one simulator process serves
 them all. Everything started is stopped on the way out, whatever happens.
@@ -19,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench.common import ROOT, BenchContext, Section, load_average, machine_info, start_simulator
-from bench.report import write_report
+from bench.report import reappend_analysis, write_report
 
 BENCHMARKS = (
     "pickup",
@@ -48,10 +50,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small samples, < 2 minutes")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {BENCHMARKS}")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--analysis",
+        action="store_true",
+        help="run nothing: replace the analysis at the end of BENCHMARKS.md (or --output) with "
+        "bench/ANALYSIS.md as it is now",
+    )
     return parser.parse_args(argv)
 
 
 async def _run(args: argparse.Namespace) -> int:
+    if args.analysis:
+        target = args.output or ROOT / "BENCHMARKS.md"
+        reappend_analysis(target)
+        print(f"[bench] {target}: analysis replaced by bench/ANALYSIS.md", flush=True)
+        return 0
     names = [n.strip() for n in args.only.split(",") if n.strip()] or [
         n for n in BENCHMARKS if not (args.quick and n in FULL_ONLY)
     ]

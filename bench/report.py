@@ -91,9 +91,27 @@ def write_report(
         for note in s.notes:
             lines += [note, ""]
     if ANALYSIS.exists() and not quick:
-        lines += [ANALYSIS.read_text().rstrip(), ""]
+        lines += _analysis()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     raw = {s.key: s.raw for s in sections}
     raw_path = path.with_suffix(".json") if partial else Path(__file__).with_name("results.json")
     raw_path.write_text(json.dumps(raw, default=str))
+
+
+_ANALYSIS_HEADING = "## Analysis"
+
+
+def _analysis() -> list[str]:
+    return [ANALYSIS.read_text().rstrip(), ""]
+
+
+def reappend_analysis(path: Path) -> None:
+    """Replaces the analysis that a full run appended to `path` with bench/ANALYSIS.md as it is
+    now (the analysis is written after reading the tables it explains); the tables stay as
+    measured."""
+    text = path.read_text()
+    head, found, _ = text.partition("\n" + _ANALYSIS_HEADING)
+    if not found:
+        raise ValueError(f"{path} has no {_ANALYSIS_HEADING!r} section to replace")
+    path.write_text("\n".join([head, *_analysis()]))

@@ -328,7 +328,37 @@ def _arguments(block: _Block) -> str:
     return "".join(block.parts) or json.dumps(block.initial_input or {})
 
 
-class LLMStream(llm.LLMStream):
+class _ReplyDescription:
+    """What a stream knows of its reply once read: shared by LLMStream and ChunkStream."""
+
+    _accumulator: StreamAccumulator
+    _request_id: str | None
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the model stopped ("end_turn", "tool_use", "max_tokens", ...), once known."""
+        return self._accumulator.stop_reason
+
+    @property
+    def request_id(self) -> str | None:
+        """The `request-id` response header of the last attempt."""
+        return self._request_id
+
+    @property
+    def message_id(self) -> str:
+        """The id of the message being streamed (the id of every ChatChunk)."""
+        return self._accumulator.message_id
+
+    @property
+    def thinking_blocks(self) -> list[dict[str, Any]]:
+        """The completed thinking blocks, as they must be sent back in the next turn."""
+        return list(self._accumulator.thinking_blocks)
+
+    def _note_request_id(self, request_id: str | None) -> None:
+        self._request_id = request_id
+
+
+class LLMStream(_ReplyDescription, llm.LLMStream):
     """A streamed chat completion; iterate it for ChatChunks.
 
     `anthropic_stream` sends the request: a zero-argument callable returning the awaitable of
@@ -367,26 +397,6 @@ class LLMStream(llm.LLMStream):
         self._accumulator = StreamAccumulator()
         self._request_id: str | None = None
 
-    @property
-    def stop_reason(self) -> str | None:
-        """Why the model stopped ("end_turn", "tool_use", "max_tokens", ...), once known."""
-        return self._accumulator.stop_reason
-
-    @property
-    def request_id(self) -> str | None:
-        """The `request-id` response header of the last attempt."""
-        return self._request_id
-
-    @property
-    def message_id(self) -> str:
-        """The id of the message being streamed (the id of every ChatChunk)."""
-        return self._accumulator.message_id
-
-    @property
-    def thinking_blocks(self) -> list[dict[str, Any]]:
-        """The completed thinking blocks, as they must be sent back in the next turn."""
-        return list(self._accumulator.thinking_blocks)
-
     async def aclose(self) -> None:
         await super().aclose()
         if inspect.iscoroutine(self._single_request):
@@ -404,9 +414,6 @@ class LLMStream(llm.LLMStream):
         )
         async for chunk in attempt:
             self._event_ch.send_nowait(chunk)
-
-    def _note_request_id(self, request_id: str | None) -> None:
-        self._request_id = request_id
 
     async def _start_request(self) -> AnthropicStream:
         if self._stream_factory is not None:
@@ -457,7 +464,7 @@ async def attempt_chunks(
         )
 
 
-class ChunkStream:
+class ChunkStream(_ReplyDescription):
     """One attempt of a streamed request as ChatChunks, without LiveKit's LLMStream around it
     (its task, event channel, tee and metrics, which cost as much CPU per chunk as the
     parsing): for a caller that retries on its own, as relayq's worker does. Failures are the
@@ -477,22 +484,6 @@ class ChunkStream:
         self._chunks: AsyncGenerator[ChatChunk, None] | None = None
         self._request_id: str | None = None
 
-    @property
-    def stop_reason(self) -> str | None:
-        return self._accumulator.stop_reason
-
-    @property
-    def request_id(self) -> str | None:
-        return self._request_id
-
-    @property
-    def message_id(self) -> str:
-        return self._accumulator.message_id
-
-    @property
-    def thinking_blocks(self) -> list[dict[str, Any]]:
-        return list(self._accumulator.thinking_blocks)
-
     def __aiter__(self) -> AsyncGenerator[ChatChunk, None]:
         if self._request is None:
             raise RuntimeError("a ChunkStream is iterated once")
@@ -500,9 +491,6 @@ class ChunkStream:
         chunks = attempt_chunks(request, self._accumulator, on_response=self._note_request_id)
         self._chunks = _traced(chunks, self._span_attributes)
         return self._chunks
-
-    def _note_request_id(self, request_id: str | None) -> None:
-        self._request_id = request_id
 
     async def aclose(self) -> None:
         """Stops reading (and closes the response) if the iteration did not finish."""

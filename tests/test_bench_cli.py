@@ -30,3 +30,26 @@ def test_a_partial_run_refuses_to_overwrite_the_tracked_report() -> None:
         main(["--only", "pickup", "--output", str(ROOT / "BENCHMARKS.md")])
     assert exit_info.value.code == 2
     assert (ROOT / "BENCHMARKS.md").read_bytes() == tracked
+
+
+def test_analysis_replaces_only_the_appended_analysis(tmp_path: Path) -> None:
+    report = tmp_path / "BENCHMARKS.md"
+    tables = "# relayq benchmarks\n\n| figure | relayq |\n|---|---|\n| x | 1 ms |\n"
+    report.write_text(tables + "\n## Analysis (old)\n\nfigures of another run\n")
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--analysis", "--output", str(report)])
+
+    assert exit_info.value.code == 0
+    text = report.read_text()
+    assert text.startswith(tables)
+    assert "figures of another run" not in text
+    assert text.rstrip().endswith((ROOT / "bench" / "ANALYSIS.md").read_text().rstrip())
+
+
+def test_analysis_refuses_a_report_without_one(tmp_path: Path) -> None:
+    report = tmp_path / "BENCHMARKS.md"
+    report.write_text("# relayq benchmarks\n")
+    with pytest.raises(ValueError, match="no '## Analysis' section"):
+        main(["--analysis", "--output", str(report)])
+    assert report.read_text() == "# relayq benchmarks\n"
