@@ -258,8 +258,8 @@ async def run(ctx: BenchContext) -> Section:
         fmt(cpu_per_job * sdk_per_cpu_s / 1000, "x"),
         "-",
         None,
-        f"SDK ceiling {fmt(sdk_per_cpu_s, 'requests per CPU-second')}: no process that makes "
-        "the model call through the SDK can beat it",
+        f"SDK ceiling {fmt(sdk_per_cpu_s, 'requests per CPU-second')}: no process that also "
+        "reads the stream through the SDK can beat it",
     )
     section.notes.append(
         "Redis commands per job (commandstats, Lua-internal included) - arq no-op: "
