@@ -21,8 +21,10 @@ system-deps: install
 demo: system-deps
 	$(BIN)/relayq demo
 
+# Two pytest processes, each with its own redis-server, simulator and workers; the fault-injection
+# tests run one after another in one of them (tests/conftest.py groups them).
 test: system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check .

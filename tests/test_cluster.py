@@ -194,6 +194,7 @@ async def submit_until_accepted(client: Client, job: ChatJob) -> None:
     raise AssertionError(f"{job.id} was never accepted")
 
 
+@pytest.mark.timeout(240)  # the drain below has its own deadline; this one must not cut it short
 async def test_a_primary_killed_mid_run_loses_no_accepted_job_and_ends_each_once(
     cluster: LocalCluster, cluster_client: Client, fleet: Fleet
 ) -> None:

@@ -99,6 +99,7 @@ async def test_chat_jobs_run_behind_sentinel(sentinel_client: Client) -> None:
     ] * len(jobs)
 
 
+@pytest.mark.timeout(300)  # the drain below has its own deadline; this one must not cut it short
 async def test_a_primary_killed_mid_run_loses_no_accepted_job_and_ends_each_once(
     sentinel: LocalSentinel, sentinel_client: Client
 ) -> None:
