@@ -32,19 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 IDLE_DB = 1
 
 
-FAULT_MARKERS = ("chaos", "cluster", "sentinel")
-FAULT_MODULES = ("test_failures.py", "test_supervisor.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `pytest -n N --dist loadgroup` (make test), the tests that kill workers, Redis nodes
-    or whole topologies on short leases run one after another in one pytest process: their
-    deadlines assume the machine is not also running another of them."""
-    for item in items:
-        if item.path.name in FAULT_MODULES or any(
-            item.get_closest_marker(m) for m in FAULT_MARKERS
-        ):
-            item.add_marker(pytest.mark.xdist_group("faults"))
+ONE_AT_A_TIME = pytest.mark.xdist_group("faults")
+"""For the modules that kill workers, Redis nodes or whole topologies on short leases: under
+`pytest -n N --dist loadgroup` (make test) their tests run one after another in one pytest process,
+since their deadlines assume the machine is not also running another of them."""
 
 
 @pytest.fixture(scope="session")

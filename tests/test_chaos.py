@@ -28,9 +28,9 @@ from relayq.schemas.jobs import ChatJob, ConnOptions
 from relayq.schemas.settings import Settings
 from relayq.simulator import Simulator, run_in_thread, scripted_reply
 from relayq.transcript import transcript_of
-from tests.conftest import WorkerProcess, start_worker, worker_env
+from tests.conftest import ONE_AT_A_TIME, WorkerProcess, start_worker, worker_env
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, ONE_AT_A_TIME]
 
 LEASE_S = 3.0
 RECOVERY_BOUND_S = 15.0

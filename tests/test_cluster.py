@@ -30,11 +30,11 @@ from relayq.schemas.jobs import ChatJob, ComputerUseJob, ConnOptions
 from relayq.schemas.settings import Settings
 from relayq.simulator import Simulator, scripted_reply
 from relayq.transcript import transcript_of
-from tests.conftest import ROOT, WorkerProcess, start_worker, worker_env
+from tests.conftest import ONE_AT_A_TIME, ROOT, WorkerProcess, start_worker, worker_env
 from tests.redis_topologies import LocalCluster
 from tests.test_chaos import report
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, ONE_AT_A_TIME]
 
 LEASE_S = "3"
 

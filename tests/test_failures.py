@@ -20,12 +20,15 @@ from relayq.schemas.settings import Settings
 from relayq.simulator import Simulator, scripted_reply
 from relayq.transcript import transcript_of
 from tests.conftest import (
+    ONE_AT_A_TIME,
     WorkerProcess,
     put_raw_envelope,
     queue_drained,
     start_worker,
     worker_env,
 )
+
+pytestmark = ONE_AT_A_TIME
 
 LEASE_S = "3"
 

@@ -21,11 +21,11 @@ from relayq.schemas.jobs import ChatJob, ConnOptions
 from relayq.schemas.settings import Settings
 from relayq.simulator import Simulator, scripted_reply
 from relayq.transcript import transcript_of
-from tests.conftest import WorkerProcess, queue_drained, start_worker, worker_env
+from tests.conftest import ONE_AT_A_TIME, WorkerProcess, queue_drained, start_worker, worker_env
 from tests.redis_topologies import LocalSentinel
 from tests.test_chaos import report
 
-pytestmark = pytest.mark.sentinel
+pytestmark = [pytest.mark.sentinel, ONE_AT_A_TIME]
 
 LEASE_S = "3"
 

@@ -23,7 +23,9 @@ from relayq.schemas.jobs import ChatJob
 from relayq.schemas.settings import Settings
 from relayq.simulator import Simulator
 from relayq.workers.supervisor import RESTART_DELAY_CAP_S, RESTART_DELAY_S, restart_delay
-from tests.conftest import ROOT, worker_env
+from tests.conftest import ONE_AT_A_TIME, ROOT, worker_env
+
+pytestmark = ONE_AT_A_TIME
 
 
 @pytest.fixture
