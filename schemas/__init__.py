@@ -1,6 +1,6 @@
 """The wire contract: every byte that crosses Redis or HTTP is one of these models."""
 
-from relayq.schemas.events import (
+from .events import (
     Cancelled,
     Done,
     Error,
@@ -17,7 +17,7 @@ from relayq.schemas.events import (
     is_terminal,
     parse_event,
 )
-from relayq.schemas.jobs import (
+from .jobs import (
     ChatJob,
     ConnOptions,
     NamedToolChoice,
@@ -25,7 +25,7 @@ from relayq.schemas.jobs import (
     new_job_id,
     parse_job,
 )
-from relayq.schemas.settings import Settings
+from .settings import Settings
 
 __all__ = [
     "Cancelled",

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from relayq.schemas.validation import error_text
+from .validation import error_text
 
 ENVELOPE_VERSION: Literal[1] = 1
 DEFAULT_MODEL = "claude-sonnet-4-6"

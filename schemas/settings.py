@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from relayq.schemas.jobs import MAX_JOB_BYTES
+from .jobs import MAX_JOB_BYTES
 
 ENV_PREFIX = "RELAYQ_"
 ENV_NAMES = {"anthropic_api_key": "ANTHROPIC_API_KEY", "anthropic_base_url": "ANTHROPIC_BASE_URL"}

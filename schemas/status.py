@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from relayq.schemas.events import TokenUsage
+from .events import TokenUsage
 
 # the fields of `relayq:{<id>}:job` that a status is made of (CONTRACT.md)
 STATUS_FIELDS = (
