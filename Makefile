@@ -22,12 +22,9 @@ demo: system-deps
 	$(BIN)/relayq demo
 
 # Two pytest processes, each with its own redis-server, simulator and workers; the fault-injection
-# tests run one after another in one of them (tests.conftest.ONE_AT_A_TIME). The Sentinel suite runs
-# afterwards on its own: with 1 s failure detection, a loaded machine makes the sentinels fail over
-# again mid-test.
+# tests run one after another in one of them (tests.conftest.ONE_AT_A_TIME).
 test: system-deps
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not sentinel"
-	$(BIN)/python -m pytest -q -m sentinel
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check .

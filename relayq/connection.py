@@ -16,7 +16,8 @@ on cluster and sentinel URLs, 0 otherwise), `ack_timeout_ms` (how long to wait f
 Retries: on one server or behind Sentinel, redis-py's own `Retry`, with equal-jitter
 exponential backoff, re-runs a command whose connection dropped or timed out, and re-dials a
 server that refuses connections (an OSError, which redis-py alone would not retry), for 16 to
-31 s in all (a Sentinel client asks the sentinels for the primary again on each reconnect). On
+31 s in all. Behind Sentinel each dial is one attempt of that retry: it asks the sentinels for the
+primary again and checks `ROLE` on the server they name (`_SentinelConnection`). On
 a cluster, redis-py's cluster client re-reads the slot map and retries after every connection
 error; relayq gives it enough attempts, each with a short jittered connect backoff, to span
 about the same budget, which covers a replica's promotion. Above this layer nobody loops: code
@@ -37,8 +38,9 @@ from urllib.parse import parse_qsl, unquote
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection
 from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
@@ -51,6 +53,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.utils import str_if_bytes
 
 from relayq.schemas.constants import barrier_key
 
@@ -218,6 +221,7 @@ def connect(
                 common["max_connections"] = max_connections
             primary: Redis = sentinel.master_for(
                 target.service,
+                connection_class=_SentinelSSLConnection if target.tls else _SentinelConnection,
                 db=target.db,
                 username=target.username,
                 password=target.password,
@@ -243,6 +247,39 @@ def connect(
             )
             cluster.relayq_seeds = target.nodes
             return cast(Redis, cluster)
+
+
+class _SentinelConnection(SentinelManagedConnection):
+    """A connection to the primary the sentinels name, asked again on every dial.
+
+    redis-py's own dials the named address under the connection's retry policy, so a
+    connection that was told, in the second after the primary died, to dial that primary kept
+    re-dialing the dead address for the whole retry budget and, when a supervisor started the
+    server again meanwhile, connected to it: as an empty primary (writes lost when the
+    sentinels demote it) or as a replica (READONLY for as long as the connection lived). Here
+    one dial is one attempt; the retry around it (`SentinelManagedConnection.connect`) asks the
+    sentinels again. Once connected, `ROLE` must say master (the Sentinel client spec's step 3).
+    """
+
+    async def connect_to(self, address: tuple[str, int]) -> None:
+        self.host, self.port = address
+        policy, self.retry = self.retry, Retry(NoBackoff(), 0)
+        try:
+            await super().connect_to(address)  # type: ignore[no-untyped-call]
+        finally:
+            self.retry = policy
+        if self.connection_pool.is_master:
+            await self.send_command("ROLE")
+            role = str_if_bytes((await self.read_response())[0])
+            if role != "master":
+                await self.disconnect()
+                raise RedisConnectionError(
+                    f"{self.host}:{self.port}, named primary by the sentinels, is a {role}"
+                )
+
+
+class _SentinelSSLConnection(_SentinelConnection, SSLConnection):
+    pass
 
 
 def is_cluster(redis: Redis) -> bool:

@@ -3,15 +3,20 @@ replicas (`redis-server --cluster-enabled yes`, `redis-cli --cluster create`), a
 a replica watched by 3 sentinels. Each can lose its primary to SIGKILL and get it back.
 
 Timeouts are short (node timeout / down-after 1 s) so that a failover takes seconds, not the
-production defaults' 15-30 s.
+production defaults' 15-30 s. The Sentinel servers keep an append-only file and a killed one is
+started again as a replica of the current primary (`LocalSentinel.restore`).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -56,6 +61,17 @@ def _until(check: object, what: str, timeout: float = WAIT_S) -> None:
     raise TimeoutError(f"{what} within {timeout:.0f} s (last error: {last})")
 
 
+def _clean_up(tmp: tempfile.TemporaryDirectory[str] | None) -> None:
+    """Removes a topology's directories; with RELAYQ_KEEP_TOPOLOGY_LOGS=<dir>, copies them (the
+    servers' and sentinels' logs and configuration) there first."""
+    if tmp is None:
+        return
+    keep = os.environ.get("RELAYQ_KEEP_TOPOLOGY_LOGS")
+    if keep:
+        shutil.copytree(tmp.name, Path(keep) / Path(tmp.name).name, dirs_exist_ok=True)
+    tmp.cleanup()
+
+
 @dataclass
 class Node:
     port: int
@@ -63,9 +79,12 @@ class Node:
     args: list[str]
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, extra_args: Sequence[str] = ()) -> None:
         self.process = subprocess.Popen(
-            self.args, cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*self.args, *extra_args],
+            cwd=self.directory,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         _until(self.ping, f"redis-server on {self.port} answers", 10)
 
@@ -80,6 +99,16 @@ class Node:
         """The server stops answering anyone, its primary included, for `seconds`."""
         with redis.Redis(port=self.port, socket_timeout=seconds + 5) as r:
             r.execute_command("DEBUG", "SLEEP", seconds)
+
+    def freeze(self, seconds: float) -> None:
+        """SIGSTOP, then SIGCONT: the process is starved, as on an overloaded host, and cannot
+        tell (unlike `stall`, which the server runs itself)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            self.process.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -162,8 +191,7 @@ class LocalCluster:
     ) -> None:
         for node in self.nodes:
             node.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        _clean_up(self._tmp)
 
     def node(self, port: int) -> Node:
         return next(n for n in self.nodes if n.port == port)
@@ -292,7 +320,7 @@ class LocalSentinel:
             directory.mkdir()
             args = [
                 server, "--port", str(port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--logfile", "redis.log",
+                "--save", "", "--appendonly", "yes", "--logfile", "redis.log",
                 "--repl-diskless-sync-delay", "0",
             ]  # fmt: skip
             if i == 1:
@@ -327,8 +355,7 @@ class LocalSentinel:
     ) -> None:
         for node in (*self.sentinels, *self.servers):
             node.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        _clean_up(self._tmp)
 
     def primary(self) -> Node:
         with self.sentinels[0].client() as r:
@@ -348,12 +375,39 @@ class LocalSentinel:
         """SIGKILLs the primary; returns it once the sentinels have promoted the replica."""
         victim = self.primary()
         victim.kill()
-        _until(lambda: self.primary() is not victim, "the sentinels promote the replica")
-        _until(lambda: r_info(self.primary(), "role") == "master", "the new primary is master")
+        self.await_promotion(victim)
         return victim
 
+    def await_promotion(self, victim: Node) -> None:
+        _until(lambda: self.primary() is not victim, "the sentinels promote the replica")
+        _until(lambda: r_info(self.primary(), "role") == "master", "the new primary is master")
+
     def restore(self, node: Node) -> None:
-        """Starts a killed server again; the sentinels make it a replica of the new primary."""
-        node.start()
+        """Starts a killed server again the way a careful supervisor does (the Redis Helm charts'
+        start-up script, say): once every sentinel names the new primary, with its own data back
+        from its append-only file, as a replica of that primary.
+
+        Restarted empty, as a primary, it would be promotable before its first sync: a second
+        failover within seconds (a starved primary is enough, with 1 s down-after) would then
+        make the empty server the primary, and every replica would copy its empty dataset.
+        `test_sentinel` has the case."""
+        primary = self.primary()
+        _until(lambda: self._all_sentinels_name(primary), "every sentinel names the new primary")
+        node.start(extra_args=["--replicaof", "127.0.0.1", str(primary.port)])
         _until(lambda: replica_online(self.primary()), "it rejoins as a replica")
         _until(self._sentinels_agree, "the sentinels agree again")
+
+    def restore_demoted(self, node: Node) -> None:
+        """Waits until a primary that was failed over while alive is a replica again: the
+        sentinels demote it themselves once it answers."""
+        _until(lambda: r_info(node, "role") == "slave", "the sentinels demote it", 60)
+        _until(lambda: replica_online(self.primary()), "it rejoins as a replica")
+        _until(self._sentinels_agree, "the sentinels agree again")
+
+    def _all_sentinels_name(self, primary: Node) -> bool:
+        for sentinel in self.sentinels:
+            with sentinel.client() as r:
+                _, port = r.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+            if int(port) != primary.port:
+                return False
+        return True

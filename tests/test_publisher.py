@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from relayq.embedded_redis import EmbeddedRedis
 from relayq.schemas.constants import events_key, job_key
 from relayq.schemas.events import Done, Text, ToolCall
 from relayq.workers.publisher import Fenced, Publisher, WriteBatcher
@@ -179,3 +181,32 @@ async def test_a_publish_does_not_wait_for_the_connections_the_clients_other_com
     finally:
         await WriteBatcher.close(client)
         await client.aclose()
+
+
+async def test_a_server_that_says_in_a_reply_it_is_a_replica_loses_the_connection(
+    idle_redis_url: str,
+) -> None:
+    """publish.lua reports each job's failure inside its reply, where redis-py cannot see a
+    READONLY: the batcher drops its connection itself, so that the next call dials again
+    (behind Sentinel, to the primary the sentinels name) instead of meeting the replica."""
+    primary = Redis.from_url(idle_redis_url)
+    with EmbeddedRedis() as server:
+        redis: Redis = Redis.from_url(server.url)
+        job_id = await running_job(redis)
+        pub = publisher(redis, job_id)
+        await pub.finish(Text(job_id=job_id, attempt=1, text="written while a primary"))
+        batcher_connection = {c["id"] for c in await redis.client_list()} - {
+            str(await redis.client_id())
+        }
+        assert len(batcher_connection) == 1
+
+        await redis.replicaof("127.0.0.1", primary.connection_pool.connection_kwargs["port"])
+        with pytest.raises(RedisConnectionError, match="READONLY"):
+            await pub.finish(Text(job_id=job_id, attempt=1, text="refused by a replica"))
+        remaining = {c["id"] for c in await redis.client_list()}
+        assert not batcher_connection & remaining
+        await redis.replicaof("NO", "ONE")
+        await pub.aclose()
+        await WriteBatcher.close(redis)
+        await redis.aclose()
+    await primary.aclose()

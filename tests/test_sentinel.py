@@ -4,6 +4,8 @@ worker processes, the simulator over HTTP. Run alone with `pytest -m sentinel`.
 The primary is killed mid-run; the sentinels promote the replica, clients and workers follow
 through the sentinels, and the contract holds: every accepted job ends with exactly one
 terminal event, a `done` job's final attempt is exactly the scripted reply, nothing is lost.
+Also when the old primary is started again at once, and when the new one starves long enough for
+a second failover.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from relayq.client import Client
+from relayq.connection import connect
 from relayq.errors import RedisUnavailable
 from relayq.schemas.events import Event, Retry, Text
 from relayq.schemas.jobs import ChatJob, ConnOptions
@@ -28,6 +31,7 @@ from tests.test_chaos import report
 pytestmark = [pytest.mark.sentinel, ONE_AT_A_TIME]
 
 LEASE_S = "3"
+COUNTER = "relayq-test:counter"
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +103,32 @@ async def test_chat_jobs_run_behind_sentinel(sentinel_client: Client) -> None:
     ] * len(jobs)
 
 
+async def test_a_reconnect_begun_as_the_primary_died_reaches_the_new_primary_not_the_old_address(
+    sentinel: LocalSentinel,
+) -> None:
+    """For a second after the primary dies the sentinels still name it, so a client that starts
+    to reconnect then is told to dial it. If it kept dialing that address (redis-py's own
+    connection does, for the whole retry budget), it would reach the old server when a
+    supervisor starts it again, empty and a primary until the sentinels demote it."""
+    redis = connect(sentinel.url)
+    await redis.set(COUNTER, 41)
+    assert await redis.wait(1, 1000) == 1
+    victim = sentinel.primary()
+
+    victim.kill()
+    incremented = asyncio.create_task(redis.incr(COUNTER))  # dials while the victim is named
+    await asyncio.to_thread(sentinel.await_promotion, victim)
+    # started again without its data (no append-only file), as a primary
+    victim.start(extra_args=["--appendonly", "no", "--dbfilename", "none.rdb"])
+
+    assert await incremented == 42  # on the promoted replica, which has the 41
+    with victim.client() as old:
+        assert old.get(COUNTER) is None
+    await redis.aclose()
+    victim.kill()
+    sentinel.restore(victim)
+
+
 @pytest.mark.timeout(300)  # the drain below has its own deadline; this one must not cut it short
 async def test_a_primary_killed_mid_run_loses_no_accepted_job_and_ends_each_once(
     sentinel: LocalSentinel, sentinel_client: Client
@@ -147,4 +177,52 @@ async def test_a_primary_killed_mid_run_loses_no_accepted_job_and_ends_each_once
         f"{len(jobs)} jobs {dict(outcomes)}; primary {victim_port} killed, replica promoted by "
         f"3 sentinels; {len(jobs) - 70} submitted during the failover; attempts voided "
         f"{dict(voided)}",
+    )
+
+
+@pytest.mark.timeout(300)
+async def test_a_second_failover_right_after_the_first_loses_no_accepted_job(
+    sentinel: LocalSentinel, sentinel_client: Client
+) -> None:
+    """The old primary is back as a replica when the new one starves for 3 s (as on an
+    overloaded host; down-after is 1 s): the sentinels fail over again, to the server that
+    was killed. It came back with its data and synced, so nothing accepted is lost; what the
+    starved primary took in after the second promotion is not replicated and not acknowledged."""
+    jobs = [
+        ChatJob(
+            id=f"sentinel_twice_{i}",
+            prompt=f"[[sim:tokens={30 + i % 20} rate=25]] sentinel second failover job {i}",
+            conn_options=ConnOptions(max_retry=8, retry_interval=0.05, timeout=5),
+            restart_after_output=True,
+        )
+        for i in range(40)
+    ]
+    for job in jobs:
+        await sentinel_client.submit(job)
+    async for entry in sentinel_client.events(jobs[0].id):
+        if isinstance(entry.event, Text):
+            break
+
+    def fail_over_twice() -> tuple[int, int]:
+        first = sentinel.fail_over()
+        sentinel.restore(first)
+        starved = sentinel.primary()
+        starved.freeze(3.0)
+        sentinel.await_promotion(starved)
+        sentinel.restore_demoted(starved)
+        return first.port, sentinel.primary().port
+
+    killed, final = await asyncio.to_thread(fail_over_twice)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(stored_events(sentinel_client, j.id) for j in jobs)), 180
+    )
+
+    assert final == killed  # the premise: the second failover promoted the restarted server
+    outcomes = Counter(outcome_of(job, events) for job, events in zip(jobs, results, strict=True))
+    assert outcomes == {"done": len(jobs)}, outcomes
+    assert await queue_drained(sentinel_client)
+    report(
+        "sentinel two failovers",
+        f"{len(jobs)} jobs {dict(outcomes)}; primary {killed} killed and restored, its "
+        f"successor starved 3 s, {killed} promoted again",
     )

@@ -76,11 +76,16 @@ async def publish_once(
     return _written(reply[0])
 
 
+def _failover_reply(reply: object) -> bool:
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+    return text.removeprefix("error: ").startswith(_FAILOVER_REPLIES)
+
+
 def _written(reply: object) -> int:
     if isinstance(reply, int):
         return reply
     text = reply.decode() if isinstance(reply, bytes) else str(reply)
-    if text.removeprefix("error: ").startswith(_FAILOVER_REPLIES):
+    if _failover_reply(text):
         # the node stopped being the primary (or is loading) under this call: Redis went
         # away for this attempt, not a write the job got wrong; another attempt takes over
         raise RedisConnectionError(text)
@@ -172,6 +177,8 @@ class WriteBatcher:
             if not isinstance(e, Exception):
                 raise
             return
+        if any(_failover_reply(reply) for reply in replies):
+            await self._redial()
         for write, reply in zip(writes, replies, strict=True):
             if write.done.done():
                 continue
@@ -179,6 +186,13 @@ class WriteBatcher:
                 write.done.set_result(_written(reply))
             except (ResponseError, RedisConnectionError) as e:
                 write.done.set_exception(e)
+
+    async def _redial(self) -> None:
+        """The server said, inside the script's reply where redis-py cannot see it, that it is
+        no longer the primary: the next call dials again (behind Sentinel: asks the sentinels).
+        Kept, the connection would meet the same replica on every call."""
+        if self._own is not None and self._own.connection is not None:
+            await self._own.connection.disconnect()
 
     async def _call(self, keys: list[str], args: list[str | int]) -> list[object]:
         # a Redis restart is ridden out by the connection's own retries (relayq.connection);
