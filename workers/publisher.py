@@ -77,6 +77,8 @@ async def publish_once(
 
 
 def _failover_reply(reply: object) -> bool:
+    if isinstance(reply, int):
+        return False
     text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
     return text.removeprefix("error: ").startswith(_FAILOVER_REPLIES)
 
