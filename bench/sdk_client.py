@@ -1,12 +1,17 @@
 """The irreducible part: the bare anthropic SDK receiving and parsing the same streams.
 
     python -m bench.sdk_client --base-url URL --streams C --tokens T --rate R [--relay-redis URL]
+                               [--transport httpx|aiohttp]
 
 Runs C concurrent `messages.create(stream=True)` requests (one reused client, as a worker has),
 iterates every event, and prints one JSON line: CPU seconds of this process spent while the
 streams ran (process_time, so start-up and imports are excluded), tokens received, and the
 delivery lag of each token against the simulator's schedule anchored at the stream's first token
 (the same measure bench.streaming applies to relayq's subscribers).
+
+`--transport aiohttp` gives the client the SDK's own aiohttp transport
+(`anthropic.DefaultAioHttpClient`), the one relayq's worker uses; the default is the SDK's default
+(httpx).
 
 With `--relay-redis`, it is also the naive relay that Redis-cost figures compare against: each
 text delta is appended to a Redis stream as it arrives (one XADD per token, in relayq's event
@@ -62,7 +67,14 @@ async def relay_event(relay: tuple[Redis, str], event: dict[str, object]) -> Non
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    client = anthropic.AsyncAnthropic(base_url=args.base_url, api_key="sk-bench", max_retries=0)
+    client = anthropic.AsyncAnthropic(
+        base_url=args.base_url,
+        api_key="sk-bench",
+        max_retries=0,
+        **(
+            {"http_client": anthropic.DefaultAioHttpClient()} if args.transport == "aiohttp" else {}
+        ),
+    )
     redis: Redis | None = Redis.from_url(args.relay_redis) if args.relay_redis else None
     lags: list[float] = []
 
@@ -124,6 +136,7 @@ def main() -> None:
     parser.add_argument("--waves", type=int, default=1, help="run the batch this many times")
     parser.add_argument("--relay-redis", default="", help="append every token to Redis (XADD)")
     parser.add_argument("--relay-key", default="bench:relay:%d", help="stream i's key (%%d: i)")
+    parser.add_argument("--transport", choices=("httpx", "aiohttp"), default="httpx")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -4,7 +4,9 @@ same streams; Redis commands and Redis CPU per token; what coalescing adds to de
 For each load shape (streams x tokens at a rate) the bare SDK (bench.sdk_client, its own process)
 and relayq (one worker process, subscribers reading every stream) receive the same replies from
 the same simulator. Worker CPU is the worker process's user+system time over the batch (per-job
-work - pickup, start, finish - included); the SDK's is its process time over the streams.
+work - pickup, start, finish - included); the SDK's is its process time over the streams. The
+goal's baseline is the SDK as it comes (its default httpx transport); a second row compares with
+the SDK on the aiohttp transport that relayq's worker uses.
 
 Redis commands are INFO deltas over the batch, less the subscribers' XREAD, the probes' INFO and
 the producer's enqueue (one EVALSHA + 9 commands inside enqueue.lua per job): what the worker
@@ -75,6 +77,7 @@ class Shape:
 class Outcome:
     worker_cpu_per_1k: float
     sdk_cpu_per_1k: float
+    sdk_aiohttp_cpu_per_1k: float
     commands_per_token: float
     script_calls_per_token: float
     writes_per_token: float
@@ -201,6 +204,9 @@ async def measure(ctx: BenchContext, shapes: list[Shape], repeats: int) -> dict[
             for _ in range(repeats):
                 for shape in shapes:
                     sdk = await asyncio.to_thread(sdk_run, ctx.simulator_url, shape)
+                    sdk_aiohttp = await asyncio.to_thread(
+                        sdk_run, ctx.simulator_url, shape, "--transport", "aiohttp"
+                    )
                     naive: dict[str, float] = {}
                     if shape.name == COST_SHAPE:
                         naive = await naive_relay_run(ctx, server.url, redis_proc, shape)
@@ -214,6 +220,9 @@ async def measure(ctx: BenchContext, shapes: list[Shape], repeats: int) -> dict[
                         Outcome(
                             worker_cpu_per_1k=cpu / tokens * 1000,
                             sdk_cpu_per_1k=sdk["cpu_s"] / sdk["tokens"] * 1000,
+                            sdk_aiohttp_cpu_per_1k=sdk_aiohttp["cpu_s"]
+                            / sdk_aiohttp["tokens"]
+                            * 1000,
                             commands_per_token=cost.commands / tokens,
                             script_calls_per_token=cost.script_calls / tokens,
                             writes_per_token=sum(t.entries for t in tracks.values()) / tokens,
@@ -256,6 +265,18 @@ def report(
             "<= 1.0x",
             cpu_ratio.median <= 1.0,
             f"ratio {cpu_ratio.spread}",
+        )
+        same = Repeated(tuple(o.worker_cpu_per_1k / o.sdk_aiohttp_cpu_per_1k for o in runs))
+        sdk_aiohttp_cpu = med("sdk_aiohttp_cpu_per_1k")
+        section.add(
+            f"worker CPU per 1,000 tokens vs the SDK on aiohttp ({shape.label})",
+            fmt(cpu.median * 1000, "ms"),
+            fmt(sdk_aiohttp_cpu.median * 1000, "ms (SDK, aiohttp)"),
+            fmt(same.median, "x"),
+            "report",
+            None,
+            "the worker's HTTP transport is the SDK's aiohttp one (DefaultAioHttpClient); this "
+            f"row compares like with like; ratio {same.spread}",
         )
         cmds, calls = med("commands_per_token"), med("script_calls_per_token")
         redis_cpu = med("redis_cpu_per_1k")
