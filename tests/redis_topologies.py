@@ -2,9 +2,9 @@
 replicas (`redis-server --cluster-enabled yes`, `redis-cli --cluster create`), and a primary with
 a replica watched by 3 sentinels. Each can lose its primary to SIGKILL and get it back.
 
-Timeouts are short (node timeout / down-after 1 s) so that a failover takes seconds, not the
-production defaults' 15-30 s. The Sentinel servers keep an append-only file and a killed one is
-started again as a replica of the current primary (`LocalSentinel.restore`).
+Timeouts are short (cluster node timeout 1 s, sentinel down-after 2 s) so that a failover takes
+seconds, not the production defaults' 15-30 s. The Sentinel servers keep an append-only file and
+a killed one is started again as a replica of the current primary (`LocalSentinel.restore`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ import redis
 from relayq.embedded_redis import find_redis_server
 
 NODE_TIMEOUT_MS = 1000
+DOWN_AFTER_MS = 2000
+"""A sentinel pings every min(down-after, 1 s); at 1 s down-after the sentinels flagged a just
+promoted primary down one second after every failover, and failed over again."""
 WAIT_S = 30.0
 
 
@@ -336,7 +339,7 @@ class LocalSentinel:
             conf.write_text(
                 f"port {port}\nbind 127.0.0.1\nlogfile sentinel.log\n"
                 f"sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2\n"
-                f"sentinel down-after-milliseconds {SERVICE} {NODE_TIMEOUT_MS}\n"
+                f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
                 f"sentinel failover-timeout {SERVICE} 10000\n"
                 f"sentinel parallel-syncs {SERVICE} 1\n"
             )
@@ -388,7 +391,7 @@ class LocalSentinel:
         from its append-only file, as a replica of that primary.
 
         Restarted empty, as a primary, it would be promotable before its first sync: a second
-        failover within seconds (a starved primary is enough, with 1 s down-after) would then
+        failover within seconds (a primary starved for longer than down-after is enough) would then
         make the empty server the primary, and every replica would copy its empty dataset.
         `test_sentinel` has the case."""
         primary = self.primary()
@@ -397,12 +400,12 @@ class LocalSentinel:
         _until(lambda: replica_online(self.primary()), "it rejoins as a replica")
         _until(self._sentinels_agree, "the sentinels agree again")
 
-    def restore_demoted(self, node: Node) -> None:
-        """Waits until a primary that was failed over while alive is a replica again: the
-        sentinels demote it themselves once it answers."""
-        _until(lambda: r_info(node, "role") == "slave", "the sentinels demote it", 60)
-        _until(lambda: replica_online(self.primary()), "it rejoins as a replica")
-        _until(self._sentinels_agree, "the sentinels agree again")
+    def settle(self) -> None:
+        """Waits until the sentinels' primary has its replica in sync and they all agree: after
+        a primary was failed over while alive, the sentinels demote it themselves once it answers
+        (and, on a loaded host, may fail over more than once before that)."""
+        _until(lambda: replica_online(self.primary()), "a primary with its replica in sync", 60)
+        _until(self._sentinels_agree, "the sentinels agree again", 60)
 
     def _all_sentinels_name(self, primary: Node) -> bool:
         for sentinel in self.sentinels:
