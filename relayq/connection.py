@@ -48,6 +48,7 @@ from redis.exceptions import (
     ClusterDownError,
     MovedError,
     NoScriptError,
+    ResponseError,
     SlotNotCoveredError,
     TryAgainError,
 )
@@ -258,7 +259,8 @@ class _SentinelConnection(SentinelManagedConnection):
     server again meanwhile, connected to it: as an empty primary (writes lost when the
     sentinels demote it) or as a replica (READONLY for as long as the connection lived). Here
     one dial is one attempt; the retry around it (`SentinelManagedConnection.connect`) asks the
-    sentinels again. Once connected, `ROLE` must say master (the Sentinel client spec's step 3).
+    sentinels again. Once connected, `ROLE` must say master (the Sentinel client spec's step 3),
+    unless the user may not run it (it is an @admin command).
     """
 
     async def connect_to(self, address: tuple[str, int]) -> None:
@@ -270,7 +272,10 @@ class _SentinelConnection(SentinelManagedConnection):
             self.retry = policy
         if self.connection_pool.is_master:
             await self.send_command("ROLE")
-            role = str_if_bytes((await self.read_response())[0])
+            try:
+                role = str_if_bytes((await self.read_response())[0])
+            except ResponseError:  # ROLE is @admin: a user without it has the sentinels' word
+                return
             if role != "master":
                 await self.disconnect()
                 raise RedisConnectionError(

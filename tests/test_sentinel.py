@@ -129,6 +129,28 @@ async def test_a_reconnect_begun_as_the_primary_died_reaches_the_new_primary_not
     sentinel.restore(victim)
 
 
+async def test_a_user_without_admin_commands_connects_through_the_sentinels(
+    sentinel: LocalSentinel,
+) -> None:
+    """The primary's role is checked with ROLE, an @admin command; a hardened ACL user that may
+    not run it still connects (and then has the sentinels' word, as with redis-py alone)."""
+    for server in sentinel.servers:  # ACL users are per server, not replicated
+        with server.client() as r:
+            r.acl_setuser(
+                "relayq-app", enabled=True, passwords=["+app-secret"], keys=["*"],
+                channels=["*"], commands=["+@all", "-@admin"],
+            )  # fmt: skip
+    restricted = sentinel.url.replace(
+        "redis+sentinel://", "redis+sentinel://relayq-app:app-secret@"
+    )
+    redis = connect(restricted)
+    try:
+        await redis.set(COUNTER, 1)
+        assert await redis.incr(COUNTER) == 2
+    finally:
+        await redis.aclose()
+
+
 @pytest.mark.timeout(300)  # the drain below has its own deadline; this one must not cut it short
 async def test_a_primary_killed_mid_run_loses_no_accepted_job_and_ends_each_once(
     sentinel: LocalSentinel, sentinel_client: Client
