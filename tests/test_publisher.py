@@ -184,12 +184,11 @@ async def test_a_publish_does_not_wait_for_the_connections_the_clients_other_com
 
 
 async def test_a_server_that_says_in_a_reply_it_is_a_replica_loses_the_connection(
-    idle_redis_url: str,
+    redis_server: EmbeddedRedis,
 ) -> None:
     """publish.lua reports each job's failure inside its reply, where redis-py cannot see a
     READONLY: the batcher drops its connection itself, so that the next call dials again
     (behind Sentinel, to the primary the sentinels name) instead of meeting the replica."""
-    primary = Redis.from_url(idle_redis_url)
     with EmbeddedRedis() as server:
         redis: Redis = Redis.from_url(server.url)
         job_id = await running_job(redis)
@@ -200,7 +199,7 @@ async def test_a_server_that_says_in_a_reply_it_is_a_replica_loses_the_connectio
         }
         assert len(batcher_connection) == 1
 
-        await redis.replicaof("127.0.0.1", primary.connection_pool.connection_kwargs["port"])
+        await redis.replicaof("127.0.0.1", redis_server.port)
         with pytest.raises(RedisConnectionError, match="READONLY"):
             await pub.finish(Text(job_id=job_id, attempt=1, text="refused by a replica"))
         remaining = {c["id"] for c in await redis.client_list()}
@@ -209,4 +208,3 @@ async def test_a_server_that_says_in_a_reply_it_is_a_replica_loses_the_connectio
         await pub.aclose()
         await WriteBatcher.close(redis)
         await redis.aclose()
-    await primary.aclose()

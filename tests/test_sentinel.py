@@ -22,11 +22,12 @@ from relayq.errors import RedisUnavailable
 from relayq.schemas.events import Event, Retry, Text
 from relayq.schemas.jobs import ChatJob, ConnOptions
 from relayq.schemas.settings import Settings
-from relayq.simulator import Simulator, scripted_reply
+from relayq.simulator import Simulator
 from relayq.transcript import transcript_of
 from tests.conftest import ONE_AT_A_TIME, WorkerProcess, queue_drained, start_worker, worker_env
 from tests.redis_topologies import LocalSentinel
 from tests.test_chaos import report
+from tests.test_cluster import first, reply_of
 
 pytestmark = [pytest.mark.sentinel, ONE_AT_A_TIME]
 
@@ -55,8 +56,18 @@ async def sentinel_client(sentinel: LocalSentinel, sentinel_workers: None) -> As
         yield c
 
 
-def reply_of(job: ChatJob) -> str:
-    return scripted_reply({"messages": [{"role": "user", "content": job.prompt}]})
+def failover_jobs(name: str, count: int, tokens: int) -> list[ChatJob]:
+    """Jobs that stream at 25 tokens/s for `tokens` to `tokens` + 19 tokens and ride out a
+    failover: quick retries, and a restart rather than an error after output was seen."""
+    return [
+        ChatJob(
+            id=f"sentinel_{name}_{i}",
+            prompt=f"[[sim:tokens={tokens + i % 20} rate=25]] sentinel {name} job {i}",
+            conn_options=ConnOptions(max_retry=8, retry_interval=0.05, timeout=5),
+            restart_after_output=True,
+        )
+        for i in range(count)
+    ]
 
 
 def outcome_of(job: ChatJob, events: list[Event]) -> str:
@@ -121,12 +132,14 @@ async def test_a_reconnect_begun_as_the_primary_died_reaches_the_new_primary_not
     # started again without its data (no append-only file), as a primary
     victim.start(extra_args=["--appendonly", "no", "--dbfilename", "none.rdb"])
 
-    assert await incremented == 42  # on the promoted replica, which has the 41
-    with victim.client() as old:
-        assert old.get(COUNTER) is None
-    await redis.aclose()
-    victim.kill()
-    sentinel.restore(victim)
+    try:
+        assert await incremented == 42  # on the promoted replica, which has the 41
+        with victim.client() as old:
+            assert old.get(COUNTER) is None
+    finally:
+        await redis.aclose()
+        victim.kill()
+        sentinel.restore(victim)  # as the next tests expect it: with its data, a replica
 
 
 async def test_a_user_without_admin_commands_connects_through_the_sentinels(
@@ -155,21 +168,10 @@ async def test_a_user_without_admin_commands_connects_through_the_sentinels(
 async def test_a_primary_killed_mid_run_loses_no_accepted_job_and_ends_each_once(
     sentinel: LocalSentinel, sentinel_client: Client
 ) -> None:
-    jobs = [
-        ChatJob(
-            id=f"sentinel_failover_{i}",
-            prompt=f"[[sim:tokens={20 + i % 20} rate=25]] sentinel failover job {i}",
-            conn_options=ConnOptions(max_retry=8, retry_interval=0.05, timeout=5),
-            restart_after_output=True,
-        )
-        for i in range(100)
-    ]
+    jobs = failover_jobs("failover", 100, tokens=20)
     for job in jobs[:70]:
         await sentinel_client.submit(job)
-    first = jobs[0]
-    async for entry in sentinel_client.events(first.id):  # the kill comes while jobs stream
-        if isinstance(entry.event, Text):
-            break
+    await first(sentinel_client, jobs[0].id, Text)  # the kill comes while jobs stream
 
     def fail_over_and_restart() -> int:
         victim = sentinel.fail_over()
@@ -210,20 +212,10 @@ async def test_a_second_failover_right_after_the_first_loses_no_accepted_job(
     overloaded host; down-after is 2 s): the sentinels fail over again, to the server that
     was killed. It came back with its data and synced, so nothing accepted is lost; what the
     starved primary took in after the second promotion is not replicated and not acknowledged."""
-    jobs = [
-        ChatJob(
-            id=f"sentinel_twice_{i}",
-            prompt=f"[[sim:tokens={30 + i % 20} rate=25]] sentinel second failover job {i}",
-            conn_options=ConnOptions(max_retry=8, retry_interval=0.05, timeout=5),
-            restart_after_output=True,
-        )
-        for i in range(40)
-    ]
+    jobs = failover_jobs("twice", 40, tokens=30)
     for job in jobs:
         await sentinel_client.submit(job)
-    async for entry in sentinel_client.events(jobs[0].id):
-        if isinstance(entry.event, Text):
-            break
+    await first(sentinel_client, jobs[0].id, Text)
 
     def fail_over_twice() -> tuple[int, int]:
         first = sentinel.fail_over()
